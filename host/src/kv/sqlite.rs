@@ -1,0 +1,290 @@
+//! SQLite file backend: the default for the binary.
+//!
+//! Same table as Spin's SQLite key-value store (`spin_key_value(store, key, value)`), in
+//! WAL mode with a busy timeout, so several host processes can share one file. Every
+//! read-modify-write (compare-and-swap, increment) runs inside a `BEGIN IMMEDIATE`
+//! transaction, which takes the database's write lock before reading: no other
+//! connection, in this process or another, can write between the read and the write.
+//!
+//! Durability: `synchronous = NORMAL` under WAL. A committed write survives the host
+//! process being killed or restarted; only an OS crash or power loss may roll back the
+//! last few commits.
+
+use super::{KvBackend, KvError, SwapOutcome, add_counter, decode_counter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long a connection waits for another writer before reporting the store busy.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`KvBackend`] on a SQLite file. One connection per `SqliteStore`; open one store
+/// per process (or several, for tests) on the same file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db_err(e: rusqlite::Error) -> KvError {
+    KvError::other(format!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, KvError> {
+        let conn = Connection::open(path.as_ref()).map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        // `journal_mode` returns the resulting mode as a row.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(KvError::other(format!(
+                "sqlite: could not enable WAL mode (got {mode})"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS spin_key_value (
+                 store TEXT NOT NULL,
+                 key   TEXT NOT NULL,
+                 value BLOB NOT NULL,
+                 PRIMARY KEY (store, key)
+             );",
+        )
+        .map_err(db_err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // rusqlite rolls back an open transaction when it is dropped during a panic,
+        // so the connection behind a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read(conn: &Connection, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    conn.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
+        .map_err(db_err)?
+        .query_row(params![store, key], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+fn write(conn: &Connection, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+    conn.prepare_cached(
+        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(db_err)?
+    .execute(params![store, key, value])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn remove(conn: &Connection, store: &str, key: &str) -> Result<(), KvError> {
+    conn.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")
+        .map_err(db_err)?
+        .execute(params![store, key])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+impl KvBackend for SqliteStore {
+    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        read(&self.conn(), store, key)
+    }
+
+    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        write(&self.conn(), store, key, value)
+    }
+
+    fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+        remove(&self.conn(), store, key)
+    }
+
+    fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
+        self.conn()
+            .prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")
+            .map_err(db_err)?
+            .exists(params![store, key])
+            .map_err(db_err)
+    }
+
+    fn list_keys(&self, store: &str) -> Result<Vec<String>, KvError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![store], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+        let mut conn = self.conn();
+        // One read transaction: a consistent snapshot of all the keys.
+        let tx = conn.transaction().map_err(db_err)?;
+        let out = keys
+            .iter()
+            .map(|k| Ok((k.clone(), read(&tx, store, k)?)))
+            .collect::<Result<Vec<_>, KvError>>()?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        for (k, v) in entries {
+            write(&tx, store, k, v)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), KvError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        for k in keys {
+            remove(&tx, store, k)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn swap(
+        &self,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<SwapOutcome, KvError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        if read(&tx, store, key)?.as_deref() != expected {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(SwapOutcome::Conflict);
+        }
+        write(&tx, store, key, value)?;
+        tx.commit().map_err(db_err)?;
+        Ok(SwapOutcome::Swapped)
+    }
+
+    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let next = add_counter(decode_counter(read(&tx, store, key)?.as_deref())?, delta)?;
+        write(&tx, store, key, &next.to_le_bytes())?;
+        tx.commit().map_err(db_err)?;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::testutil::TempDb;
+    use std::sync::Arc;
+
+    #[test]
+    fn contract() {
+        let db = TempDb::new("contract");
+        crate::kv::contract::check_backend(&SqliteStore::open(db.path()).unwrap());
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let db = TempDb::new("reopen");
+        {
+            let s = SqliteStore::open(db.path()).unwrap();
+            s.set("default", "device:1", b"token").unwrap();
+            assert_eq!(s.increment("default", "n", 41).unwrap(), 41);
+            assert_eq!(
+                s.swap("default", "c", None, b"v1").unwrap(),
+                SwapOutcome::Swapped
+            );
+        } // connection closed here
+        let s = SqliteStore::open(db.path()).unwrap();
+        assert_eq!(s.get("default", "device:1").unwrap().as_deref(), Some(&b"token"[..]));
+        assert_eq!(s.increment("default", "n", 1).unwrap(), 42);
+        assert_eq!(s.get("default", "c").unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(s.list_keys("default").unwrap(), vec!["c", "device:1", "n"]);
+    }
+
+    #[test]
+    fn two_connections_share_one_file() {
+        let db = TempDb::new("shared");
+        let a = SqliteStore::open(db.path()).unwrap();
+        let b = SqliteStore::open(db.path()).unwrap();
+        a.set("default", "k", b"from-a").unwrap();
+        assert_eq!(b.get("default", "k").unwrap().as_deref(), Some(&b"from-a"[..]));
+        // b's CAS based on what a wrote succeeds; a's stale CAS then fails
+        assert_eq!(
+            b.swap("default", "k", Some(b"from-a"), b"from-b").unwrap(),
+            SwapOutcome::Swapped
+        );
+        assert_eq!(
+            a.swap("default", "k", Some(b"from-a"), b"lost").unwrap(),
+            SwapOutcome::Conflict
+        );
+        assert_eq!(a.get("default", "k").unwrap().as_deref(), Some(&b"from-b"[..]));
+    }
+
+    /// Many threads, each with its own connection (as separate processes would have),
+    /// increment one counter and CAS-append to one value: no update may be lost.
+    #[test]
+    fn concurrent_connections_lose_no_updates() {
+        let db = TempDb::new("concurrent");
+        const THREADS: usize = 4;
+        const ROUNDS: usize = 25;
+        let stores: Vec<Arc<SqliteStore>> = (0..THREADS)
+            .map(|_| Arc::new(SqliteStore::open(db.path()).unwrap()))
+            .collect();
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(t, s)| {
+                let s = Arc::clone(s);
+                std::thread::spawn(move || {
+                    for i in 0..ROUNDS {
+                        s.increment("default", "counter", 1).unwrap();
+                        loop {
+                            let cur = s.get("default", "log").unwrap();
+                            let mut next = cur.clone().unwrap_or_default();
+                            next.extend_from_slice(format!("{t}.{i};").as_bytes());
+                            match s.swap("default", "log", cur.as_deref(), &next).unwrap() {
+                                SwapOutcome::Swapped => break,
+                                SwapOutcome::Conflict => continue,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = &stores[0];
+        assert_eq!(
+            s.increment("default", "counter", 0).unwrap(),
+            (THREADS * ROUNDS) as i64
+        );
+        let log = String::from_utf8(s.get("default", "log").unwrap().unwrap()).unwrap();
+        assert_eq!(log.split(';').filter(|e| !e.is_empty()).count(), THREADS * ROUNDS);
+    }
+}

@@ -1,0 +1,448 @@
+//! # push-devices-host
+//!
+//! A native [wasmtime] host that runs the push-devices WebAssembly component the way
+//! Spin would: a fresh instance per request, `wasi:http` in, `wasi:keyvalue@0.2.0-draft2`
+//! and `fermyon:spin/variables@2.0.0` provided with Spin's semantics. It serves real
+//! HTTP ([`Host::serve`], [`Host::spawn_server`]) or takes requests in-process
+//! ([`Host::handle`]), which is what a Rust gateway or a test uses.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use push_devices_host::{Host, HostConfig, StoreChoice};
+//!
+//! # async fn demo() -> Result<(), push_devices_host::Error> {
+//! let mut config = HostConfig::new("target/wasm32-wasip2/release/push_devices.wasm");
+//! config.store = StoreChoice::Memory;
+//! config.variables.insert("auth_token_secret".into(), "k1".into());
+//! let host = Host::load(config)?;
+//!
+//! // In-process: no socket.
+//! let req = http::Request::get("/users/@me/devices/sync-token")
+//!     .header("authorization", "…")
+//!     .body(Bytes::new())?;
+//! let resp = host.handle(req).await?;
+//! println!("{} {:?}", resp.status(), resp.body());
+//!
+//! // What was stored:
+//! let stored = host.memory_store().unwrap().dump("default");
+//! # let _ = stored;
+//!
+//! // Real HTTP on a free port, stopped on drop or with `shutdown().await`.
+//! let server = host.spawn_server("127.0.0.1:0").await?;
+//! println!("listening on {}", server.url());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`kv`] holds the storage contract and its backends (memory, SQLite, and the
+//! `Quirks`/`Faults` test wrappers); `imports` maps the WIT imports onto it;
+//! `engine` owns the process-wide engine, epoch ticker and compiled-component cache;
+//! `server` is the hyper front end; [`manifest`] reads `[variables]` from `spin.toml`;
+//! [`dev`] mints throwaway secrets and a user token for `serve --dev`.
+//!
+//! [wasmtime]: https://docs.rs/wasmtime
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod dev;
+mod engine;
+mod imports;
+pub mod kv;
+pub mod manifest;
+mod server;
+mod state;
+
+pub use imports::is_valid_variable_name;
+pub use kv::{Dispatch, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
+pub use server::ServerHandle;
+/// The error type of this crate: wasmtime's (converts into `Box<dyn std::error::Error>`).
+pub use wasmtime::Error;
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use imports::KvShared;
+use state::{DenyOutbound, RequestState};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::{Store, UpdateDeadline, format_err};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// Where the component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// A `.wasm` component file.
+    Path(PathBuf),
+    /// Component bytes already in memory.
+    Bytes(Vec<u8>),
+}
+
+impl From<PathBuf> for ComponentSource {
+    fn from(p: PathBuf) -> Self {
+        ComponentSource::Path(p)
+    }
+}
+impl From<&std::path::Path> for ComponentSource {
+    fn from(p: &std::path::Path) -> Self {
+        ComponentSource::Path(p.to_owned())
+    }
+}
+impl From<&str> for ComponentSource {
+    fn from(p: &str) -> Self {
+        ComponentSource::Path(p.into())
+    }
+}
+impl From<Vec<u8>> for ComponentSource {
+    fn from(b: Vec<u8>) -> Self {
+        ComponentSource::Bytes(b)
+    }
+}
+
+/// Which key-value backend serves the component's buckets.
+#[derive(Clone)]
+pub enum StoreChoice {
+    /// A fresh [`MemoryStore`]; reach it with [`Host::memory_store`].
+    Memory,
+    /// A [`SqliteStore`] on this file (created if missing).
+    Sqlite(PathBuf),
+    /// Any backend, e.g. `Arc::new(Faults::new(MemoryStore::new(), 0.1, 7))`; keep your
+    /// own clone of the `Arc` to inspect it or flip faults.
+    Custom(Arc<dyn KvBackend>),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Memory => f.write_str("Memory"),
+            StoreChoice::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            StoreChoice::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// Where the guest's stdout and stderr go.
+#[derive(Debug, Clone, Default)]
+pub enum GuestOutput {
+    /// To the host's stderr (the default).
+    #[default]
+    Stderr,
+    /// Into a shared buffer, for tests to print when they fail.
+    Capture(OutputCapture),
+    /// Nowhere.
+    Discard,
+}
+
+/// A buffer collecting guest stdout and stderr (interleaved, across all requests).
+#[derive(Debug, Clone)]
+pub struct OutputCapture(MemoryOutputPipe);
+
+impl OutputCapture {
+    /// Capacity: past this a guest write traps, so keep it generous.
+    const CAPACITY: usize = 64 << 20;
+
+    /// An empty buffer.
+    pub fn new() -> Self {
+        OutputCapture(MemoryOutputPipe::new(Self::CAPACITY))
+    }
+
+    /// Everything captured so far, lossily decoded as UTF-8.
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.contents()).into_owned()
+    }
+}
+
+impl Default for OutputCapture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything [`Host::load`] needs. Start from [`HostConfig::new`] and set fields.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The component to run.
+    pub component: ComponentSource,
+    /// The key-value backend (default [`StoreChoice::Memory`]).
+    pub store: StoreChoice,
+    /// Values for `fermyon:spin/variables.get` (default empty). The binary fills this from
+    /// the manifest and `SPIN_VARIABLE_*`; the library never reads the environment.
+    pub variables: BTreeMap<String, String>,
+    /// Labels `store.open` accepts (default `["default"]`); others get `no-such-store`.
+    pub store_labels: Vec<String>,
+    /// Wall-clock budget of one request, guest CPU included (default 10 s). Past it the
+    /// guest is interrupted and the request fails.
+    pub request_timeout: Duration,
+    /// Largest request body accepted by the HTTP server (default 1 MiB); larger is 413.
+    pub max_request_body: usize,
+    /// Where guest stdout/stderr go (default host stderr).
+    pub guest_output: GuestOutput,
+}
+
+impl HostConfig {
+    /// Defaults for everything but the component.
+    pub fn new(component: impl Into<ComponentSource>) -> Self {
+        HostConfig {
+            component: component.into(),
+            store: StoreChoice::Memory,
+            variables: BTreeMap::new(),
+            store_labels: vec!["default".to_owned()],
+            request_timeout: Duration::from_secs(10),
+            max_request_body: 1 << 20,
+            guest_output: GuestOutput::Stderr,
+        }
+    }
+}
+
+/// A loaded component with its backend and configuration, ready to serve. Cheap to
+/// clone (an `Arc`); clones share everything.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Linked and pre-instantiated once. The HTTP export is reached through `proxy`;
+    /// other exports of the component (a typed `push:devices/...` interface later) will
+    /// get their own `*Pre` built from this same `InstancePre`.
+    #[allow(dead_code)]
+    instance_pre: InstancePre<RequestState>,
+    proxy: ProxyPre<RequestState>,
+    kv: Arc<KvShared>,
+    memory: Option<Arc<MemoryStore>>,
+    variables: Arc<BTreeMap<String, String>>,
+    request_timeout: Duration,
+    max_request_body: usize,
+    guest_output: GuestOutput,
+}
+
+impl Host {
+    /// Compiles (once per distinct component, per process) and links the component,
+    /// and opens the backend. Blocking: compiling takes about 0.1 s in release builds.
+    pub fn load(config: HostConfig) -> Result<Host> {
+        let bytes = match config.component {
+            ComponentSource::Bytes(b) => b,
+            ComponentSource::Path(p) => std::fs::read(&p)
+                .map_err(|e| format_err!("cannot read component {}: {e}", p.display()))?,
+        };
+        let instance_pre = engine::instance_pre(&bytes)?;
+        let proxy = ProxyPre::new(instance_pre.clone())
+            .map_err(|e| e.context("component does not export wasi:http/incoming-handler"))?;
+        let (backend, memory): (Arc<dyn KvBackend>, _) = match config.store {
+            StoreChoice::Memory => {
+                let m = Arc::new(MemoryStore::new());
+                (m.clone(), Some(m))
+            }
+            StoreChoice::Sqlite(path) => {
+                let s = SqliteStore::open(&path)
+                    .map_err(|e| format_err!("cannot open store {}: {e}", path.display()))?;
+                (Arc::new(s), None)
+            }
+            StoreChoice::Custom(b) => (b, None),
+        };
+        Ok(Host {
+            inner: Arc::new(Inner {
+                instance_pre,
+                proxy,
+                kv: Arc::new(KvShared {
+                    backend,
+                    labels: config.store_labels,
+                }),
+                memory,
+                variables: Arc::new(config.variables),
+                request_timeout: config.request_timeout,
+                max_request_body: config.max_request_body,
+                guest_output: config.guest_output,
+            }),
+        })
+    }
+
+    /// The key-value backend the component uses.
+    pub fn backend(&self) -> &Arc<dyn KvBackend> {
+        &self.inner.kv.backend
+    }
+
+    /// The in-memory store, when loaded with [`StoreChoice::Memory`].
+    pub fn memory_store(&self) -> Option<&Arc<MemoryStore>> {
+        self.inner.memory.as_ref()
+    }
+
+    /// Sends one request to a fresh instance, in-process, and returns the whole response.
+    ///
+    /// The URI may be just a path (`/users/@me/devices`); a missing `Host` header is
+    /// set to `localhost`. `Err` means the guest trapped, ran out of time, or never
+    /// answered: the HTTP server turns it into a 500.
+    pub async fn handle(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        self.handle_from(req, None).await
+    }
+
+    pub(crate) async fn handle_from(
+        &self,
+        req: http::Request<Bytes>,
+        client: Option<SocketAddr>,
+    ) -> Result<http::Response<Bytes>> {
+        let timeout = self.inner.request_timeout;
+        // The epoch callback interrupts a busy guest; this outer timeout also covers a
+        // guest waiting on something that never comes.
+        match tokio::time::timeout(timeout + EPOCH_SLACK, self.run(req, client, timeout)).await {
+            Ok(result) => result,
+            Err(_) => Err(format_err!("request timed out after {timeout:?}")),
+        }
+    }
+
+    fn new_state(&self) -> RequestState {
+        let mut wasi = WasiCtx::builder();
+        match &self.inner.guest_output {
+            GuestOutput::Stderr => {
+                wasi.stdout(std::io::stderr()).stderr(std::io::stderr());
+            }
+            GuestOutput::Capture(c) => {
+                wasi.stdout(c.0.clone()).stderr(c.0.clone());
+            }
+            GuestOutput::Discard => {}
+        }
+        RequestState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutbound,
+            kv: Arc::clone(&self.inner.kv),
+            variables: Arc::clone(&self.inner.variables),
+        }
+    }
+
+    async fn run(
+        &self,
+        req: http::Request<Bytes>,
+        client: Option<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<http::Response<Bytes>> {
+        let mut store = Store::new(self.inner.proxy.engine(), self.new_state());
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(format_err!("guest exceeded the request deadline"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let req = spin_request(req, client)?;
+        let req = req.map(|body| Full::new(body).map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} }));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let proxy = self.inner.proxy.clone();
+
+        // The guest and the response reader run side by side in this task: the guest
+        // may still be writing the body after it has sent the headers.
+        let guest = async move {
+            let instance = proxy.instantiate_async(&mut store).await?;
+            instance
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+            // `store` drops here, closing the body if the guest did not.
+        };
+        let response = async move {
+            let resp = match receiver.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(code)) => return Err(format_err!("guest answered with error {code:?}")),
+                Err(_) => return Err(format_err!("guest never set a response")),
+            };
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format_err!("reading the guest's response body: {e:?}"))?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        };
+        let (guest, response) = tokio::join!(guest, response);
+        guest.map_err(|e| e.context("guest failed"))?;
+        response
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting,
+    /// lets in-flight requests finish, and returns. One log line per request on stderr.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        server::serve(self.clone(), listener, shutdown).await
+    }
+
+    /// Binds `addr` (e.g. `"127.0.0.1:0"` for a free port) and serves on a spawned task
+    /// of the current tokio runtime. See [`ServerHandle`].
+    pub async fn spawn_server(&self, addr: &str) -> Result<ServerHandle> {
+        server::spawn(self.clone(), addr).await
+    }
+
+    pub(crate) fn max_request_body(&self) -> usize {
+        self.inner.max_request_body
+    }
+}
+
+/// Extra wall-clock time past the request timeout before the outer timeout fires.
+const EPOCH_SLACK: Duration = Duration::from_millis(500);
+
+/// Adds what Spin's HTTP trigger adds for a component on the catch-all route `/...`
+/// (`spin-full-url`, `spin-path-info`, …) after removing any such headers the client
+/// sent, and makes sure there is a `Host` header.
+fn spin_request(
+    mut req: http::Request<Bytes>,
+    client: Option<SocketAddr>,
+) -> Result<http::Request<Bytes>> {
+    use http::header::{HOST, HeaderName, HeaderValue};
+    let host = match (req.uri().authority(), req.headers().get(HOST)) {
+        (Some(a), _) => a.as_str().to_owned(),
+        (None, Some(h)) => h.to_str().map_err(|_| format_err!("invalid Host header"))?.to_owned(),
+        (None, None) => "localhost".to_owned(),
+    };
+    let path = req.uri().path().to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let headers = req.headers_mut();
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for k in spoofed {
+        headers.remove(k);
+    }
+    let mut set = |name: &'static str, value: String| -> Result<()> {
+        let v = HeaderValue::try_from(value).map_err(|_| format_err!("invalid {name} value"))?;
+        headers.insert(HeaderName::from_static(name), v);
+        Ok(())
+    };
+    set("spin-full-url", format!("http://{host}{path_and_query}"))?;
+    set("spin-path-info", path)?;
+    set("spin-matched-route", "/...".to_owned())?;
+    set("spin-raw-component-route", "/...".to_owned())?;
+    set("spin-component-route", String::new())?;
+    set("spin-base-path", "/".to_owned())?;
+    if let Some(addr) = client {
+        set("spin-client-addr", addr.to_string())?;
+    }
+    if !req.headers().contains_key(HOST) {
+        let v = HeaderValue::try_from(host).map_err(|_| format_err!("invalid Host"))?;
+        req.headers_mut().insert(HOST, v);
+    }
+    Ok(req)
+}
