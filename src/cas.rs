@@ -1,0 +1,129 @@
+//! Read-modify-write over compare-and-swap, with a bounded retry, hardened against the ways
+//! Spin's real stores bend compare-and-swap (Spin 4.0.2, checked by running it):
+//!
+//! 1. SQLite store: when `current()` saw the key absent, `swap` is a blind upsert, so two first
+//!    writes both "succeed" and one is lost. We never create a key by swapping; see [`create`].
+//! 2. Redis store: `swap` can report `cas-failed` although it wrote. After a failed swap we read
+//!    the key again, and if it holds exactly the bytes we wrote, our write won.
+//! 3. SQLite store: `increment` on a key that holds anything but an 8-byte counter panics and
+//!    breaks the store until Spin restarts. We increment only `keys::creation_claim` keys, which
+//!    nothing else ever writes, and read them only through `increment`'s return value.
+
+use crate::keys;
+use crate::store::{KvStore, StoreError, Swap};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Schema version stamped into every stored record.
+pub const SCHEMA: u32 = 1;
+
+/// Attempts before giving up with [`StoreError::Contention`] (a 503 the client retries).
+const MAX_ATTEMPTS: u32 = 64;
+
+/// A stored JSON record carrying a schema version.
+pub trait Record: Serialize + DeserializeOwned + Default {
+    fn version(&self) -> u32;
+}
+
+pub fn decode<T: Record>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let record: T = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+    if record.version() != SCHEMA {
+        return Err(StoreError::Corrupt(format!(
+            "{key}: schema version {} (this build reads {SCHEMA})",
+            record.version()
+        )));
+    }
+    Ok(record)
+}
+
+pub fn encode<T: Record>(record: &T) -> Vec<u8> {
+    // Records are plain structs of strings and numbers: serializing them cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// What an edit decided.
+pub enum Step<T, R> {
+    /// Leave the stored value alone.
+    Keep(R),
+    /// Store this value.
+    Write(T, R),
+}
+
+/// Applies `edit` to the record at `key` until a write lands unconflicted. `edit` may run several
+/// times and may itself call the store (it runs between the read and the swap).
+/// Returns the edit's result and, when it wrote, the exact bytes stored.
+pub fn update<S, T, R>(
+    store: &S,
+    key: &str,
+    mut edit: impl FnMut(Option<T>) -> Result<Step<T, R>, StoreError>,
+) -> Result<(R, Option<Vec<u8>>), StoreError>
+where
+    S: KvStore,
+    T: Record,
+{
+    for attempt in 0..MAX_ATTEMPTS {
+        let (cas, current) = store.watch(key)?;
+        let record = current.as_deref().map(|b| decode::<T>(key, b)).transpose()?;
+        let (record, result) = match edit(record)? {
+            Step::Keep(result) => return Ok((result, None)),
+            Step::Write(record, result) => (record, result),
+        };
+        let bytes = encode(&record);
+        let outcome = match current {
+            None => create(store, key, &bytes)?,
+            Some(_) => match store.swap(cas, &bytes)? {
+                Swap::Swapped => Swap::Swapped,
+                // Quirk 2: the swap may have written although it says it did not.
+                Swap::Conflict if store.get(key)?.as_deref() == Some(bytes.as_slice()) => {
+                    Swap::Swapped
+                }
+                Swap::Conflict => Swap::Conflict,
+            },
+        };
+        if outcome == Swap::Swapped {
+            return Ok((result, Some(bytes)));
+        }
+        backoff(attempt);
+    }
+    Err(StoreError::Contention)
+}
+
+/// Writes a key that was absent. Quirk 1 makes a swap over an absent key blind, so creators are
+/// elected instead: `increment` is atomic on every Spin store, and only the writer that moves the
+/// key's claim counter from 0 to 1 creates it. Everyone else waits for that write to appear and
+/// then competes by compare-and-swap on the existing key, which every store protects.
+///
+/// Keys written this way are never deleted (a delete is as blind as that swap), so a key is
+/// created at most once. If the elected writer died between its claim and its write, the key
+/// stays absent; after waiting about 100 ms a later writer writes it directly. That fallback is
+/// the one window left: it loses data only if the elected writer stalls that long between two
+/// consecutive store calls and then writes.
+fn create<S: KvStore>(store: &S, key: &str, bytes: &[u8]) -> Result<Swap, StoreError> {
+    if store.increment(&keys::creation_claim(key), 1)? == 1 {
+        store.set(key, bytes)?;
+        return Ok(Swap::Swapped);
+    }
+    for step in 0..7 {
+        if store.get(key)?.is_some() {
+            return Ok(Swap::Conflict); // created by the elected writer: go round again
+        }
+        std::thread::sleep(Duration::from_millis(1 << step));
+    }
+    store.set(key, bytes)?;
+    Ok(Swap::Swapped)
+}
+
+/// Sleeps a random share of a window that doubles up to 16 ms, so writers that collided spread out.
+fn backoff(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let window_us = 1000u64 << attempt.min(4);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_micros(jitter % window_us));
+}

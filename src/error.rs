@@ -1,0 +1,96 @@
+//! The API's error type and its one mapping to Discord's status codes and bodies.
+
+use crate::form::FormErrors;
+use crate::http::Response;
+use crate::json;
+use crate::store::StoreError;
+use serde::Serialize;
+
+/// Everything a request can fail with. Client mistakes are ordinary answers; `Config` and `Store`
+/// are the operator's problem and are logged with detail.
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+    InvalidJson,
+    PayloadTooLarge,
+    InvalidForm(FormErrors),
+    /// A variable is missing or unusable; the message names it.
+    Config { variable: &'static str, problem: &'static str },
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+impl From<FormErrors> for ApiError {
+    fn from(e: FormErrors) -> Self {
+        ApiError::InvalidForm(e)
+    }
+}
+
+#[derive(Serialize)]
+struct MessageBody<'a> {
+    message: &'a str,
+    code: u32,
+}
+
+#[derive(Serialize)]
+struct CodeFirstBody<'a> {
+    code: u32,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::Unauthorized => 401,
+            ApiError::InvalidJson | ApiError::InvalidForm(_) => 400,
+            ApiError::PayloadTooLarge => 413,
+            ApiError::Config { .. } => 500,
+            ApiError::Store(e) => e.status(),
+        }
+    }
+
+    /// The one place an error becomes a response.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::NotFound => json::to_vec(&MessageBody { message: "404: Not Found", code: 0 }),
+            ApiError::MethodNotAllowed => {
+                json::to_vec(&MessageBody { message: "405: Method Not Allowed", code: 0 })
+            }
+            ApiError::Unauthorized => {
+                json::to_vec(&MessageBody { message: "401: Unauthorized", code: 0 })
+            }
+            ApiError::InvalidJson => json::to_vec(&CodeFirstBody {
+                code: 50109,
+                message: "The request body contains invalid JSON.",
+            }),
+            ApiError::PayloadTooLarge => {
+                json::to_vec(&MessageBody { message: "Request entity too large", code: 40005 })
+            }
+            ApiError::InvalidForm(errors) => errors.to_body(),
+            ApiError::Config { variable, problem } => {
+                let message = format!("500: Server misconfigured: variable `{variable}` {problem}");
+                eprintln!("push-devices: {message}");
+                json::to_vec(&MessageBody { message: &message, code: 0 })
+            }
+            ApiError::Store(e) => {
+                eprintln!("push-devices: key-value store failure: {e}");
+                let message = match status {
+                    503 => "503: Service Unavailable",
+                    _ => "500: Internal Server Error",
+                };
+                json::to_vec(&MessageBody { message, code: 0 })
+            }
+        };
+        Response::json(status, body)
+    }
+}

@@ -1,0 +1,324 @@
+//! The registry's rules: which accounts hold which device tokens, kept in two kinds of record.
+//!
+//! - `pd:u:<user>` ([`UserRecord`]): the account's devices, newest registration wins, at most
+//!   `max_devices` (the least recently registered is evicted), expired after `device_ttl`.
+//! - `pd:t:<digest>` ([`TokenHolders`]): the accounts holding one (provider, token), so sync and
+//!   invalidation find them without a scan.
+//!
+//! Invariant: the holders index never misses a holder. Adding a token writes the index before
+//! the account record. Removing one writes the account record, then the index, then *fences* the
+//! account record (bumps its `rev` by compare-and-swap, re-adding the index entry if a concurrent
+//! request put the token back meanwhile), so a writer that checked the index before our removal
+//! cannot then store a record holding the token without its swap failing and going round again.
+
+use crate::cas::{self, Record, SCHEMA, Step};
+use crate::device::{DEFAULT_BUNDLE_ID, Device, Provider};
+use crate::form::{PushToken, Registration};
+use crate::keys;
+use crate::store::{KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Registry settings from the component's variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_devices: usize,
+    pub device_ttl_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_devices: 20, device_ttl_ms: 270 * 86_400_000 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub v: u32,
+    /// Bumped on every write, so no two writes store the same bytes (compare-and-swap compares
+    /// values: without it a removal's fence could be mistaken for an older state).
+    pub rev: u64,
+    pub devices: Vec<Device>,
+}
+
+impl Record for UserRecord {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenHolders {
+    pub v: u32,
+    /// Sorted, unique. May list an account that no longer holds the token (after a failure
+    /// mid-request) but never misses one that does.
+    pub users: Vec<u64>,
+}
+
+impl Record for TokenHolders {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+type TokenSet = BTreeSet<(Provider, String)>;
+
+fn tokens_of(devices: &[Device]) -> TokenSet {
+    devices
+        .iter()
+        .flat_map(Device::push_tokens)
+        .map(|(p, t)| (p, t.to_owned()))
+        .collect()
+}
+
+pub struct Registry<'s, S> {
+    store: &'s S,
+    limits: Limits,
+    now_ms: u64,
+}
+
+impl<'s, S: KvStore> Registry<'s, S> {
+    pub fn new(store: &'s S, limits: Limits, now_ms: u64) -> Self {
+        Registry { store, limits, now_ms }
+    }
+
+    fn fresh(&self, device: &Device) -> bool {
+        self.now_ms.saturating_sub(device.registered_at) <= self.limits.device_ttl_ms
+    }
+
+    /// An account's live devices, oldest registration first.
+    pub fn devices(&self, user: u64) -> Result<Vec<Device>, StoreError> {
+        let key = keys::user(user);
+        let Some(bytes) = self.store.get(&key)? else { return Ok(Vec::new()) };
+        let record: UserRecord = cas::decode(&key, &bytes)?;
+        Ok(record.devices.into_iter().filter(|d| self.fresh(d)).collect())
+    }
+
+    /// Accounts the holders index lists for a token (a superset of the true holders).
+    pub fn holders(&self, provider: Provider, token: &str) -> Result<Vec<u64>, StoreError> {
+        let key = keys::token_holders(provider, token);
+        match self.store.get(&key)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => Ok(cas::decode::<TokenHolders>(&key, &bytes)?.users),
+        }
+    }
+
+    /// Registers or refreshes a device for `user`.
+    pub fn register(&self, user: u64, reg: &Registration) -> Result<(), StoreError> {
+        let device = Device {
+            provider: reg.provider,
+            token: reg.token.clone(),
+            voip: reg.voip.clone(),
+            bypass_server_throttling_supported: reg.bypass_server_throttling_supported,
+            bundle_id: reg.bundle_id.clone(),
+            registered_at: self.now_ms,
+        };
+        self.edit_user(user, |devices| {
+            self.upsert(devices, device.clone());
+            true
+        })
+    }
+
+    /// Removes a device from `user`; removing one it does not have is fine.
+    pub fn unregister(&self, user: u64, token: &PushToken) -> Result<(), StoreError> {
+        self.edit_user(user, |devices| {
+            let before = devices.len();
+            devices.retain(|d| !d.is(token.provider, &token.token));
+            devices.len() != before
+        })
+    }
+
+    /// Makes `device` registered for exactly `caller` and `named`: accounts lacking it get it
+    /// (with the caller's settings for it, if the caller has it), accounts holding it that are
+    /// not named lose it. Touches only accounts that change.
+    pub fn sync(&self, caller: u64, device: &PushToken, named: &[u64]) -> Result<(), StoreError> {
+        let mut targets: BTreeSet<u64> = named.iter().copied().collect();
+        targets.insert(caller);
+        let listed = self.holders(device.provider, &device.token)?;
+        let accounts: Vec<u64> = targets.iter().chain(listed.iter()).copied().collect::<BTreeSet<_>>().into_iter().collect();
+        let records = self.read_users(&accounts)?;
+        let held = |user: u64| -> Option<&Device> {
+            records
+                .iter()
+                .find(|(u, _)| *u == user)
+                .and_then(|(_, r)| r.devices.iter().find(|d| d.is(device.provider, &device.token) && self.fresh(d)))
+        };
+        let template = match held(caller) {
+            Some(d) => Device { registered_at: self.now_ms, ..d.clone() },
+            None => Device {
+                provider: device.provider,
+                token: device.token.clone(),
+                voip: None,
+                bypass_server_throttling_supported: false,
+                bundle_id: DEFAULT_BUNDLE_ID.to_owned(),
+                registered_at: self.now_ms,
+            },
+        };
+        for &user in &targets {
+            if held(user).is_none() {
+                self.edit_user(user, |devices| {
+                    if devices.iter().any(|d| d.is(device.provider, &device.token)) {
+                        return false;
+                    }
+                    self.upsert(devices, template.clone());
+                    true
+                })?;
+            }
+        }
+        for &user in listed.iter().filter(|u| !targets.contains(u)) {
+            self.drop_token(user, device.provider, &device.token)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a (provider, token) from every account holding it, through the holders index.
+    /// A VoIP token is removed on its own: the device keeps its regular token.
+    /// Returns how many accounts held it.
+    pub fn invalidate(&self, provider: Provider, token: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for user in self.holders(provider, token)? {
+            if self.drop_token(user, provider, token)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes `token` from `user`'s record, as a device's own token or as its VoIP token, and
+    /// clears the index entry even if the record did not hold it (a leftover of a failure).
+    fn drop_token(&self, user: u64, provider: Provider, token: &str) -> Result<bool, StoreError> {
+        let mut held = false;
+        self.edit_user(user, |devices| {
+            let before = devices.clone();
+            devices.retain(|d| !d.is(provider, token));
+            for d in devices.iter_mut() {
+                if d.voip.as_ref().is_some_and(|v| v.provider == provider && v.token == token) {
+                    d.voip = None;
+                }
+            }
+            held = *devices != before;
+            held
+        })?;
+        if !held {
+            let gone: TokenSet = [(provider, token.to_owned())].into_iter().collect();
+            self.unindex(user, &gone)?;
+        }
+        Ok(held)
+    }
+
+    fn upsert(&self, devices: &mut Vec<Device>, device: Device) {
+        match devices.iter_mut().find(|d| d.is(device.provider, &device.token)) {
+            Some(existing) => *existing = device.clone(),
+            None => devices.push(device.clone()),
+        }
+        while devices.len() > self.limits.max_devices.max(1) {
+            let oldest = devices
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !d.is(device.provider, &device.token))
+                .min_by_key(|(_, d)| d.registered_at)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => {
+                    devices.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn read_users(&self, users: &[u64]) -> Result<Vec<(u64, UserRecord)>, StoreError> {
+        let keys: Vec<String> = users.iter().map(|u| keys::user(*u)).collect();
+        let values = self.store.get_many(&keys)?;
+        let mut out = Vec::with_capacity(users.len());
+        for ((user, key), value) in users.iter().zip(&keys).zip(values) {
+            if let Some(bytes) = value {
+                out.push((*user, cas::decode(key, &bytes)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The one way an account record changes. `edit` gets the live devices (expired ones
+    /// already dropped) and says whether it changed them. Tokens the edit adds are indexed
+    /// before the record is written; tokens it removes are unindexed after, then fenced.
+    fn edit_user(
+        &self,
+        user: u64,
+        mut edit: impl FnMut(&mut Vec<Device>) -> bool,
+    ) -> Result<(), StoreError> {
+        let key = keys::user(user);
+        let (removed, _) = cas::update(self.store, &key, |current: Option<UserRecord>| {
+            let mut record = current.unwrap_or(UserRecord { v: SCHEMA, rev: 0, devices: Vec::new() });
+            let before = tokens_of(&record.devices);
+            let count = record.devices.len();
+            record.devices.retain(|d| self.fresh(d));
+            let expired = record.devices.len() != count;
+            if !edit(&mut record.devices) && !expired {
+                return Ok(Step::Keep(TokenSet::new()));
+            }
+            let after = tokens_of(&record.devices);
+            for (provider, token) in after.difference(&before) {
+                self.index_add(&keys::token_holders(*provider, token), user)?;
+            }
+            record.rev += 1;
+            let removed: TokenSet = before.difference(&after).cloned().collect();
+            Ok(Step::Write(record, removed))
+        })?;
+        if !removed.is_empty() {
+            self.unindex(user, &removed)?;
+        }
+        Ok(())
+    }
+
+    /// Drops `user` from the index of each token in `gone`, then fences the account record.
+    fn unindex(&self, user: u64, gone: &TokenSet) -> Result<(), StoreError> {
+        for (provider, token) in gone {
+            self.index_remove(&keys::token_holders(*provider, token), user)?;
+        }
+        let key = keys::user(user);
+        cas::update(self.store, &key, |current: Option<UserRecord>| {
+            let Some(mut record) = current else { return Ok(Step::Keep(())) };
+            let now_held = tokens_of(&record.devices);
+            for (provider, token) in gone.intersection(&now_held) {
+                self.index_add(&keys::token_holders(*provider, token), user)?;
+            }
+            record.rev += 1;
+            Ok(Step::Write(record, ()))
+        })?;
+        Ok(())
+    }
+
+    fn index_add(&self, key: &str, user: u64) -> Result<(), StoreError> {
+        cas::update(self.store, key, |current: Option<TokenHolders>| {
+            let mut holders = current.unwrap_or(TokenHolders { v: SCHEMA, users: Vec::new() });
+            match holders.users.binary_search(&user) {
+                Ok(_) => Ok(Step::Keep(())),
+                Err(at) => {
+                    holders.users.insert(at, user);
+                    Ok(Step::Write(holders, ()))
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Emptied entries stay as `{"users": []}`: deleting a key is a blind write that could drop
+    /// a holder added concurrently, and a deleted key would be created again under quirk 1.
+    fn index_remove(&self, key: &str, user: u64) -> Result<(), StoreError> {
+        cas::update(self.store, key, |current: Option<TokenHolders>| {
+            let Some(mut holders) = current else { return Ok(Step::Keep(())) };
+            match holders.users.binary_search(&user) {
+                Err(_) => Ok(Step::Keep(())),
+                Ok(at) => {
+                    holders.users.remove(at);
+                    Ok(Step::Write(holders, ()))
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

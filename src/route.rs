@@ -1,0 +1,82 @@
+//! The routes this component answers, parsed from method and raw path.
+//!
+//! Spin matches its routes on the raw path, so `/users/%40me/devices` reaches us undecoded; we
+//! decode each segment before matching, so both spellings of `@me` work.
+
+use crate::error::ApiError;
+use percent_encoding::percent_decode_str;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    RegisterDevice,
+    UnregisterDevice,
+    SyncToken,
+    SyncDevices,
+}
+
+impl Route {
+    /// 404 for a path we do not serve, 405 for a known path with another method.
+    pub fn parse(method: &str, raw_path: &str) -> Result<Route, ApiError> {
+        let path = raw_path.split(['?', '#']).next().unwrap_or("");
+        let segments: Vec<String> = path
+            .strip_prefix('/')
+            .unwrap_or(path)
+            .split('/')
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match segments.as_slice() {
+            ["users", "@me", "devices"] => match method {
+                "POST" => Ok(Route::RegisterDevice),
+                "DELETE" => Ok(Route::UnregisterDevice),
+                _ => Err(ApiError::MethodNotAllowed),
+            },
+            ["users", "@me", "devices", "sync-token"] => match method {
+                "GET" => Ok(Route::SyncToken),
+                _ => Err(ApiError::MethodNotAllowed),
+            },
+            ["users", "@me", "devices", "sync"] => match method {
+                "PUT" => Ok(Route::SyncDevices),
+                _ => Err(ApiError::MethodNotAllowed),
+            },
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Routes that change the registry (and so read a body).
+    pub fn writes(self) -> bool {
+        !matches!(self, Route::SyncToken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(method: &str, path: &str) -> Result<Route, u16> {
+        Route::parse(method, path).map_err(|e| e.status())
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(status("POST", "/users/@me/devices"), Ok(Route::RegisterDevice));
+        assert_eq!(status("DELETE", "/users/@me/devices"), Ok(Route::UnregisterDevice));
+        assert_eq!(status("GET", "/users/@me/devices/sync-token"), Ok(Route::SyncToken));
+        assert_eq!(status("PUT", "/users/@me/devices/sync"), Ok(Route::SyncDevices));
+        assert_eq!(status("POST", "/users/%40me/devices"), Ok(Route::RegisterDevice));
+        assert_eq!(status("GET", "/users/@me/devices/sync-token?x=1"), Ok(Route::SyncToken));
+    }
+
+    #[test]
+    fn not_found_versus_method_not_allowed() {
+        assert_eq!(status("GET", "/users/@me/devices"), Err(405));
+        assert_eq!(status("PUT", "/users/@me/devices"), Err(405));
+        assert_eq!(status("POST", "/users/@me/devices/sync-token"), Err(405));
+        assert_eq!(status("GET", "/users/@me/devices/sync"), Err(405));
+        assert_eq!(status("POST", "/users/123/devices"), Err(404));
+        assert_eq!(status("POST", "/users/@me/devices/"), Err(404));
+        assert_eq!(status("GET", "/"), Err(404));
+        assert_eq!(status("GET", ""), Err(404));
+        assert_eq!(status("GET", "/users/@me/devices/sync-token/x"), Err(404));
+    }
+}

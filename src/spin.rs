@@ -1,0 +1,134 @@
+//! The Spin glue, and the only code that touches the SDK: the exported HTTP handler, the
+//! `wasi:keyvalue` bucket behind [`KvStore`], and Spin variables. Built for `wasm32` only.
+
+use crate::http::{Body, MAX_BODY_BYTES, Request, Response};
+use crate::service::{self, Platform};
+use crate::store::{KvStore, StoreError, Swap};
+use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+use std::collections::HashMap;
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let request = read_request(req);
+    let response = service::handle(&Spin, &request);
+    write_response(out, response).await;
+}
+
+fn read_request(req: IncomingRequest) -> Request {
+    let method = req.method().to_string();
+    let path = req.path_with_query().unwrap_or_default();
+    let headers = req
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    Request { method, path, headers, body: read_body(req) }
+}
+
+/// Reads at most one byte past the limit, so a huge body costs no memory.
+fn read_body(req: IncomingRequest) -> Body {
+    let Ok(incoming) = req.consume() else { return Body::default() };
+    let mut bytes = Vec::new();
+    if let Ok(stream) = incoming.stream() {
+        while bytes.len() <= MAX_BODY_BYTES {
+            let want = (MAX_BODY_BYTES + 1 - bytes.len()).min(64 * 1024) as u64;
+            match stream.blocking_read(want) {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(_) => break, // closed, or the client went away: what we have is the body
+            }
+        }
+    }
+    if bytes.len() > MAX_BODY_BYTES { Body::TooLarge } else { Body::Complete(bytes) }
+}
+
+async fn write_response(out: ResponseOutparam, response: Response) {
+    let fields: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+        .collect();
+    let headers = Headers::from_list(&fields).unwrap_or_else(|_| Headers::new());
+    let outgoing = OutgoingResponse::new(headers);
+    if outgoing.set_status_code(response.status).is_err() {
+        eprintln!("push-devices: invalid status {}", response.status);
+    }
+    if let Err(e) = out.set_with_body(outgoing, response.body).await {
+        eprintln!("push-devices: could not send the response: {e}");
+    }
+}
+
+struct Spin;
+
+impl Platform for Spin {
+    type Store = SpinStore;
+
+    fn variable(&self, name: &str) -> Option<String> {
+        match spin_sdk::variables::get(name) {
+            Ok(value) => Some(value),
+            Err(spin_sdk::variables::Error::Undefined(_)) => None,
+            Err(e) => {
+                eprintln!("push-devices: variable `{name}`: {e}");
+                None
+            }
+        }
+    }
+
+    fn open_store(&self, label: &str) -> Result<SpinStore, StoreError> {
+        store::open(label)
+            .map(SpinStore)
+            .map_err(|e| StoreError::Unavailable(format!("opening store `{label}` (variable `kv_store`): {e:?}")))
+    }
+
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+struct SpinStore(store::Bucket);
+
+fn unavailable(e: store::Error) -> StoreError {
+    StoreError::Unavailable(format!("{e:?}"))
+}
+
+impl KvStore for SpinStore {
+    type Cas = atomics::Cas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key).map_err(unavailable)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // Spin's SQLite store leaves missing keys out of the answer instead of pairing them
+        // with `none`, so match values to keys by name, not by position.
+        let mut found: HashMap<String, Option<Vec<u8>>> =
+            batch::get_many(&self.0, keys).map_err(unavailable)?.into_iter().collect();
+        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value).map_err(unavailable)
+    }
+
+    fn watch(&self, key: &str) -> Result<(atomics::Cas, Option<Vec<u8>>), StoreError> {
+        let cas = atomics::Cas::new(&self.0, key).map_err(unavailable)?;
+        let current = cas.current().map_err(unavailable)?;
+        Ok((cas, current))
+    }
+
+    fn swap(&self, cas: atomics::Cas, value: &[u8]) -> Result<Swap, StoreError> {
+        match atomics::swap(cas, value) {
+            Ok(()) => Ok(Swap::Swapped),
+            Err(atomics::CasError::CasFailed(_)) => Ok(Swap::Conflict),
+            Err(atomics::CasError::StoreError(e)) => Err(unavailable(e)),
+        }
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(&self.0, key, delta).map_err(unavailable)
+    }
+}
