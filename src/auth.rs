@@ -27,6 +27,20 @@ pub fn authenticate(config: &Config, req: &Request, now_secs: u64) -> Result<u64
     }
 }
 
+/// The internal API's caller: whoever presents `admin_key` in `x-admin-key`.
+pub fn authenticate_admin(config: &Config, req: &Request) -> Result<(), ApiError> {
+    let key = match &config.admin_key {
+        None => return Err(ApiError::NotFound),
+        Some(key) => require(key)?,
+    };
+    let presented = req.header("x-admin-key").ok_or(ApiError::Unauthorized)?;
+    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
 fn strip_bearer(header: &str) -> &str {
     match header.get(..7) {
         Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => header[7..].trim_start(),
@@ -73,6 +87,19 @@ mod tests {
         assert_eq!(status(&c, req().with_header("authorization", &sync)), Err(401));
         let unconfigured = Config::load(|_| None).unwrap();
         assert_eq!(status(&unconfigured, req().with_header("authorization", &token)), Err(500));
+    }
+
+    #[test]
+    fn admin_key() {
+        let req = |key: &str| Request::new("GET", "/", b"").with_header("x-admin-key", key);
+        let off = Config::load(|_| None).unwrap();
+        assert_eq!(authenticate_admin(&off, &req(KEY)).map_err(|e| e.status()), Err(404));
+        let on = Config::load(|n| (n == "admin_key").then(|| KEY.to_owned())).unwrap();
+        assert_eq!(authenticate_admin(&on, &req(KEY)).map_err(|e| e.status()), Ok(()));
+        assert_eq!(authenticate_admin(&on, &req("nope")).map_err(|e| e.status()), Err(401));
+        assert_eq!(authenticate_admin(&on, &Request::new("GET", "/", b"")).map_err(|e| e.status()), Err(401));
+        let weak = Config::load(|n| (n == "admin_key").then(|| "short".to_owned())).unwrap();
+        assert_eq!(authenticate_admin(&weak, &req("short")).map_err(|e| e.status()), Err(500));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("kv_store", "default"),
     ("max_devices_per_user", "20"),
     ("device_ttl_days", "270"),
+    ("admin_key", ""),
 ];
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub sync_lifetime_secs: u64,
     pub store_label: String,
     pub limits: Limits,
+    /// `None` when `admin_key` is unset: the internal API is off and answers 404.
+    pub admin_key: Option<Secret<String>>,
 }
 
 /// Turns a missing or weak secret into the 500 that names its variable.
@@ -69,21 +72,20 @@ impl Config {
                 KeyringError::TooShort => (name, "holds a key shorter than 32 bytes"),
             })
         };
+        let shared_key = |name: &'static str| -> Secret<String> {
+            let key = get(name);
+            match key.len() {
+                0 => Err((name, "is not set")),
+                1..32 => Err((name, "is shorter than 32 bytes")),
+                _ => Ok(key),
+            }
+        };
         let auth = match get("auth_mode").as_str() {
             "token" => AuthMode::Token {
                 keys: keyring("auth_token_secret"),
                 lifetime_secs: number("auth_token_ttl_seconds", 1)?,
             },
-            "gateway" => {
-                let key = get("gateway_key");
-                AuthMode::Gateway {
-                    key: match key.len() {
-                        0 => Err(("gateway_key", "is not set")),
-                        1..32 => Err(("gateway_key", "is shorter than 32 bytes")),
-                        _ => Ok(key),
-                    },
-                }
-            }
+            "gateway" => AuthMode::Gateway { key: shared_key("gateway_key") },
             _ => {
                 return Err(ApiError::Config {
                     variable: "auth_mode",
@@ -102,6 +104,7 @@ impl Config {
                 max_devices: usize::try_from(max_devices).unwrap_or(usize::MAX),
                 device_ttl_ms: ttl_days.saturating_mul(86_400_000),
             },
+            admin_key: (!get("admin_key").is_empty()).then(|| shared_key("admin_key")),
         })
     }
 }

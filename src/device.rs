@@ -78,3 +78,41 @@ impl Device {
             .chain(self.voip.iter().map(|v| (v.provider, v.token.as_str())))
     }
 }
+
+/// Why a push sender drops a token: what Apple or Google answered, or an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationReason {
+    /// APNs 410 `Unregistered`, FCM `UNREGISTERED`.
+    Unregistered,
+    /// APNs 400 `BadDeviceToken`.
+    BadDeviceToken,
+    /// APNs 400 `DeviceTokenNotForTopic`.
+    DeviceTokenNotForTopic,
+    /// FCM `SENDER_ID_MISMATCH`.
+    SenderIdMismatch,
+    Manual,
+}
+
+impl InvalidationReason {
+    pub const ALL: [InvalidationReason; 5] = [
+        InvalidationReason::Unregistered,
+        InvalidationReason::BadDeviceToken,
+        InvalidationReason::DeviceTokenNotForTopic,
+        InvalidationReason::SenderIdMismatch,
+        InvalidationReason::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationReason::Unregistered => "unregistered",
+            InvalidationReason::BadDeviceToken => "bad_device_token",
+            InvalidationReason::DeviceTokenNotForTopic => "device_token_not_for_topic",
+            InvalidationReason::SenderIdMismatch => "sender_id_mismatch",
+            InvalidationReason::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InvalidationReason> {
+        InvalidationReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}

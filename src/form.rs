@@ -1,7 +1,7 @@
 //! Request bodies: parsing and validation, every bad field reported at once in Discord's
 //! "Invalid Form Body" shape (`{"code": 50035, "message": ..., "errors": {field: {"_errors": [...]}}}`).
 
-use crate::device::{DEFAULT_BUNDLE_ID, Provider, VoipToken};
+use crate::device::{DEFAULT_BUNDLE_ID, InvalidationReason, Provider, VoipToken};
 use crate::error::ApiError;
 use crate::json;
 use serde::Serialize;
@@ -183,6 +183,48 @@ pub fn parse_sync(body: &[u8]) -> Result<SyncRequest, ApiError> {
         .finish(device)
         .and_then(|d| d.ok_or(ApiError::InvalidJson))
         .map(|device| SyncRequest { device, push_sync_tokens })
+}
+
+/// `POST /internal/devices/invalidate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    pub device: PushToken,
+    pub reason: InvalidationReason,
+}
+
+pub fn parse_invalidation(body: &[u8]) -> Result<Invalidation, ApiError> {
+    let obj = object(body)?;
+    let mut errors = FormErrors::default();
+    let device = push_token(&obj, "provider", "token", &Provider::ALL, &mut errors);
+    let reason = string(&obj, "reason", true, &mut errors).and_then(|r| {
+        let parsed = InvalidationReason::parse(r);
+        if parsed.is_none() {
+            let names: Vec<String> =
+                InvalidationReason::ALL.iter().map(|r| format!("'{}'", r.as_str())).collect();
+            let message = format!("Value must be one of {{{}}}.", names.join(", "));
+            errors.add(&["reason"], "BASE_TYPE_CHOICES", &message);
+        }
+        parsed
+    });
+    errors.finish((device, reason)).and_then(|pair| match pair {
+        (Some(device), Some(reason)) => Ok(Invalidation { device, reason }),
+        _ => Err(ApiError::InvalidJson),
+    })
+}
+
+/// Checks a token outside a body (the typed interface): the message of the first rule broken.
+pub fn validate_token(provider: Provider, token: &str) -> Result<(), String> {
+    let mut errors = FormErrors::default();
+    if check_token(Some(provider), token, &["token"], &mut errors) {
+        return Ok(());
+    }
+    let message = errors
+        .root
+        .get("token")
+        .and_then(|v| v.pointer("/_errors/0/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("invalid token");
+    Err(message.to_owned())
 }
 
 const REQUIRED: &str = "This field is required";
@@ -392,6 +434,19 @@ mod tests {
         assert!(ok.push_sync_tokens.is_empty());
         let err = parse_sync(br#"{"provider": "gcm", "token": "t", "push_sync_tokens": "x"}"#).unwrap_err();
         assert!(body_of(err).contains("LIST_TYPE_CONVERT"));
+    }
+
+    #[test]
+    fn invalidation_bodies() {
+        let ok = parse_invalidation(br#"{"provider": "apns_voip", "token": "00ff", "reason": "bad_device_token"}"#).unwrap();
+        assert_eq!(ok.reason, InvalidationReason::BadDeviceToken);
+        let err = parse_invalidation(br#"{"provider": "gcm", "token": "x", "reason": "INVALID_ARGUMENT"}"#).unwrap_err();
+        assert_eq!(
+            body_of(err),
+            r#"{"code": 50035, "message": "Invalid Form Body", "errors": {"reason": {"_errors": [{"code": "BASE_TYPE_CHOICES", "message": "Value must be one of {'unregistered', 'bad_device_token', 'device_token_not_for_topic', 'sender_id_mismatch', 'manual'}."}]}}}"#
+        );
+        assert_eq!(validate_token(Provider::Apns, "xyz").unwrap_err(), "APNs tokens must be an even number of hexadecimal digits.");
+        assert!(validate_token(Provider::Gcm, "a:b").is_ok());
     }
 
     proptest! {

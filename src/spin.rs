@@ -132,3 +132,86 @@ impl KvStore for SpinStore {
         atomics::increment(&self.0, key, delta).map_err(unavailable)
     }
 }
+
+/// The typed interface `push:devices/registry@0.1.0` (see `wit/push-devices.wit`).
+mod bindings {
+    wit_bindgen::generate!({ world: "push-devices", path: "wit" });
+}
+
+use crate::device::{Device, InvalidationReason, Provider};
+use crate::error::ApiError;
+use bindings::exports::push::devices::registry as wit;
+
+struct Exports;
+
+bindings::export!(Exports with_types_in bindings);
+
+impl wit::Guest for Exports {
+    fn list_devices(user_id: u64) -> Result<Vec<wit::Device>, wit::Error> {
+        if user_id == 0 {
+            return Err(wit::Error::InvalidUserId);
+        }
+        let devices = service::list_devices(&Spin, user_id).map_err(wit_error)?;
+        Ok(devices.into_iter().map(wit_device).collect())
+    }
+
+    fn invalidate(
+        provider: wit::Provider,
+        token: String,
+        reason: wit::InvalidationReason,
+    ) -> Result<u32, wit::Error> {
+        let provider = from_wit_provider(provider);
+        crate::form::validate_token(provider, &token).map_err(wit::Error::InvalidToken)?;
+        let reason = match reason {
+            wit::InvalidationReason::Unregistered => InvalidationReason::Unregistered,
+            wit::InvalidationReason::BadDeviceToken => InvalidationReason::BadDeviceToken,
+            wit::InvalidationReason::DeviceTokenNotForTopic => InvalidationReason::DeviceTokenNotForTopic,
+            wit::InvalidationReason::SenderIdMismatch => InvalidationReason::SenderIdMismatch,
+            wit::InvalidationReason::Manual => InvalidationReason::Manual,
+        };
+        let removed = service::invalidate(&Spin, provider, &token, reason).map_err(wit_error)?;
+        Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+    }
+}
+
+fn wit_error(e: ApiError) -> wit::Error {
+    match e {
+        ApiError::Config { variable, problem } => {
+            wit::Error::Misconfigured(format!("variable `{variable}` {problem}"))
+        }
+        ApiError::Store(StoreError::Corrupt(detail)) => wit::Error::CorruptRecord(detail),
+        ApiError::Store(other) => wit::Error::StoreUnavailable(other.to_string()),
+        other => wit::Error::StoreUnavailable(format!("unexpected: {other:?}")),
+    }
+}
+
+fn from_wit_provider(p: wit::Provider) -> Provider {
+    match p {
+        wit::Provider::Gcm => Provider::Gcm,
+        wit::Provider::Apns => Provider::Apns,
+        wit::Provider::ApnsInternal => Provider::ApnsInternal,
+        wit::Provider::ApnsVoip => Provider::ApnsVoip,
+        wit::Provider::ApnsInternalVoip => Provider::ApnsInternalVoip,
+    }
+}
+
+fn to_wit_provider(p: Provider) -> wit::Provider {
+    match p {
+        Provider::Gcm => wit::Provider::Gcm,
+        Provider::Apns => wit::Provider::Apns,
+        Provider::ApnsInternal => wit::Provider::ApnsInternal,
+        Provider::ApnsVoip => wit::Provider::ApnsVoip,
+        Provider::ApnsInternalVoip => wit::Provider::ApnsInternalVoip,
+    }
+}
+
+fn wit_device(d: Device) -> wit::Device {
+    wit::Device {
+        provider: to_wit_provider(d.provider),
+        token: d.token,
+        voip: d.voip.map(|v| wit::VoipToken { provider: to_wit_provider(v.provider), token: v.token }),
+        bundle_id: d.bundle_id,
+        bypass_server_throttling_supported: d.bypass_server_throttling_supported,
+        last_registered_at: d.registered_at,
+    }
+}
