@@ -2,6 +2,7 @@
 //! between requests). Secrets that are missing or weak fail only the routes that need them.
 
 use crate::error::ApiError;
+use crate::ratelimit::Policy;
 use crate::registry::Limits;
 use crate::token::{Keyring, KeyringError};
 
@@ -18,6 +19,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("max_devices_per_user", "20"),
     ("device_ttl_days", "270"),
     ("admin_key", ""),
+    ("rate_limit_writes", "10"),
+    ("rate_limit_window_seconds", "60"),
 ];
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub struct Config {
     pub limits: Limits,
     /// `None` when `admin_key` is unset: the internal API is off and answers 404.
     pub admin_key: Option<Secret<String>>,
+    /// Writes per user and window across the write routes.
+    pub rate_limit: Policy,
 }
 
 /// Turns a missing or weak secret into the 500 that names its variable.
@@ -64,7 +69,10 @@ impl Config {
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n >= min)
-                .ok_or(ApiError::Config { variable: name, problem: "must be a whole number of at least 1" })
+                .ok_or(ApiError::Config {
+                    variable: name,
+                    problem: if min == 0 { "must be a whole number" } else { "must be a whole number of at least 1" },
+                })
         };
         let keyring = |name: &'static str| -> Secret<Keyring> {
             Keyring::parse(&get(name)).map_err(|e| match e {
@@ -105,6 +113,10 @@ impl Config {
                 device_ttl_ms: ttl_days.saturating_mul(86_400_000),
             },
             admin_key: (!get("admin_key").is_empty()).then(|| shared_key("admin_key")),
+            rate_limit: Policy {
+                limit: u32::try_from(number("rate_limit_writes", 0)?).unwrap_or(u32::MAX),
+                window_ms: number("rate_limit_window_seconds", 1)?.saturating_mul(1000),
+            },
         })
     }
 }

@@ -3,6 +3,7 @@
 use crate::form::FormErrors;
 use crate::http::Response;
 use crate::json;
+use crate::ratelimit::{self, Standing};
 use crate::store::StoreError;
 use serde::Serialize;
 
@@ -19,6 +20,8 @@ pub enum ApiError {
     /// A variable is missing or unusable; the message names it.
     Config { variable: &'static str, problem: &'static str },
     Store(StoreError),
+    /// Over the per-user write limit.
+    RateLimited(Standing),
 }
 
 impl From<StoreError> for ApiError {
@@ -40,6 +43,13 @@ struct MessageBody<'a> {
 }
 
 #[derive(Serialize)]
+struct RateLimitedBody<'a> {
+    message: &'a str,
+    retry_after: serde_json::Number,
+    global: bool,
+}
+
+#[derive(Serialize)]
 struct CodeFirstBody<'a> {
     code: u32,
     message: &'a str,
@@ -55,12 +65,29 @@ impl ApiError {
             ApiError::PayloadTooLarge => 413,
             ApiError::Config { .. } => 500,
             ApiError::Store(e) => e.status(),
+            ApiError::RateLimited(_) => 429,
         }
     }
 
     /// The one place an error becomes a response.
     pub fn into_response(self) -> Response {
         let status = self.status();
+        if let ApiError::RateLimited(standing) = &self {
+            // Seconds as a float with millisecond precision, as Discord sends it.
+            let retry_after = ratelimit::seconds(standing.reset_after_ms())
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .unwrap_or_else(|| serde_json::Number::from(0));
+            let body = json::to_vec(&RateLimitedBody {
+                message: "You are being rate limited.",
+                retry_after,
+                global: false,
+            });
+            let mut response = Response::json(status, body);
+            response.headers.extend(standing.headers());
+            return response;
+        }
         let body = match &self {
             ApiError::NotFound => json::to_vec(&MessageBody { message: "404: Not Found", code: 0 }),
             ApiError::MethodNotAllowed => {
@@ -90,6 +117,7 @@ impl ApiError {
                 };
                 json::to_vec(&MessageBody { message, code: 0 })
             }
+            ApiError::RateLimited(_) => Vec::new(), // answered above
         };
         Response::json(status, body)
     }

@@ -25,6 +25,7 @@ pub mod http;
 pub mod json;
 pub mod keys;
 pub mod memory;
+pub mod ratelimit;
 pub mod registry;
 pub mod route;
 pub mod service;

@@ -10,6 +10,7 @@ use crate::json;
 use crate::registry::Registry;
 use crate::device::{Device, InvalidationReason, Provider};
 use crate::keys;
+use crate::ratelimit;
 use crate::route::{self, Route};
 use crate::store::{KvStore, StoreError};
 use crate::token::Purpose;
@@ -93,6 +94,26 @@ pub fn invalidate<P: Platform>(
     Ok(removed)
 }
 
+/// Runs a validated write under the caller's rate limit; the answer carries the limit headers.
+fn write<P: Platform>(
+    platform: &P,
+    config: &Config,
+    user: u64,
+    now_ms: u64,
+    apply: impl FnOnce(&Registry<'_, P::Store>) -> Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    let store = platform.open_store(&config.store_label)?;
+    let standing = ratelimit::consume(&store, user, config.rate_limit, now_ms)?;
+    if let Some(standing) = standing.filter(|s| s.limited) {
+        return Err(ApiError::RateLimited(standing));
+    }
+    let mut response = apply(&Registry::new(&store, config.limits, now_ms))?;
+    if let Some(standing) = standing {
+        response.headers.extend(standing.headers());
+    }
+    Ok(response)
+}
+
 pub fn handle<P: Platform>(platform: &P, req: &Request) -> Response {
     dispatch(platform, req).unwrap_or_else(ApiError::into_response)
 }
@@ -126,15 +147,17 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
         }
         Route::RegisterDevice => {
             let registration = form::parse_registration(body)?;
-            let store = platform.open_store(&config.store_label)?;
-            Registry::new(&store, config.limits, now_ms).register(user, &registration)?;
-            Ok(Response::no_content())
+            write(platform, &config, user, now_ms, |registry| {
+                registry.register(user, &registration)?;
+                Ok(Response::no_content())
+            })
         }
         Route::UnregisterDevice => {
             let device = form::parse_push_token(body)?;
-            let store = platform.open_store(&config.store_label)?;
-            Registry::new(&store, config.limits, now_ms).unregister(user, &device)?;
-            Ok(Response::no_content())
+            write(platform, &config, user, now_ms, |registry| {
+                registry.unregister(user, &device)?;
+                Ok(Response::no_content())
+            })
         }
         Route::SyncDevices => {
             let sync = form::parse_sync(body)?;
@@ -147,9 +170,11 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
                     Err(_) => invalid.push(token),
                 }
             }
-            let store = platform.open_store(&config.store_label)?;
-            Registry::new(&store, config.limits, now_ms).sync(user, &sync.device, &named)?;
-            Ok(Response::json(200, json::to_vec(&SyncBody { invalid_push_sync_tokens: invalid })))
+            write(platform, &config, user, now_ms, |registry| {
+                registry.sync(user, &sync.device, &named)?;
+                let body = SyncBody { invalid_push_sync_tokens: invalid };
+                Ok(Response::json(200, json::to_vec(&body)))
+            })
         }
         Route::InternalDevices { user_id } => {
             let devices = list_devices(platform, user_id)?;
@@ -161,5 +186,112 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
             invalidate(platform, request.device.provider, &request.device.token, request.reason)?;
             Ok(Response::no_content())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemPlatform;
+    use crate::token::Keyring;
+
+    const AUTH: &str = "auth-key-auth-key-auth-key-auth-key";
+    const SYNC: &str = "sync-key-sync-key-sync-key-sync-key";
+    const ADMIN: &str = "admin-key-admin-key-admin-key-admin";
+    const NOW: u64 = 1_760_000_000_000;
+
+    fn platform() -> MemPlatform {
+        MemPlatform::new(&[("auth_token_secret", AUTH), ("sync_token_secret", SYNC), ("admin_key", ADMIN)], NOW)
+    }
+
+    fn as_user(user: u64, method: &str, path: &str, body: &str) -> Request {
+        let token = Keyring::parse(AUTH).unwrap().mint(Purpose::Auth, user, NOW / 1000);
+        Request::new(method, path, body.as_bytes()).with_header("authorization", &format!("Bearer {token}"))
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn register_list_and_rate_limit_headers() {
+        let p = platform();
+        let r = handle(&p, &as_user(5, "POST", "/users/@me/devices", r#"{"provider": "gcm", "token": "f:1"}"#));
+        assert_eq!(r.status, 204);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("9"));
+        assert_eq!(header(&r, "x-ratelimit-scope"), Some("user"));
+        let list = handle(&p, &Request::new("GET", "/internal/users/5/devices", b"").with_header("x-admin-key", ADMIN));
+        assert_eq!(list.status, 200);
+        assert_eq!(
+            String::from_utf8(list.body).unwrap(),
+            r#"{"devices": [{"provider": "gcm", "token": "f:1", "voip_provider": null, "voip_token": null, "bypass_server_throttling_supported": false, "bundle_id": "com.discord", "last_registered_at": "2025-10-09T08:53:20.000Z"}]}"#
+        );
+    }
+
+    #[test]
+    fn eleventh_write_gets_discords_429() {
+        let p = platform();
+        for _ in 0..10 {
+            let r = handle(&p, &as_user(5, "DELETE", "/users/@me/devices", r#"{"provider": "gcm", "token": "x"}"#));
+            assert_eq!(r.status, 204);
+        }
+        p.now_ms.store(NOW + 1_250, std::sync::atomic::Ordering::Relaxed);
+        let r = handle(&p, &as_user(5, "POST", "/users/@me/devices", r#"{"provider": "gcm", "token": "x"}"#));
+        assert_eq!(r.status, 429);
+        assert_eq!(String::from_utf8(r.body.clone()).unwrap(), r#"{"message": "You are being rate limited.", "retry_after": 58.75, "global": false}"#);
+        assert_eq!(header(&r, "retry-after"), Some("59"));
+        assert_eq!(header(&r, "x-ratelimit-limit"), Some("10"));
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&r, "x-ratelimit-reset-after"), Some("58.750"));
+        assert_eq!(header(&r, "x-ratelimit-bucket"), Some("devices-write"));
+        assert!(p.store.dump().keys().all(|k| !k.starts_with("pd:u:")), "nothing registered");
+        // Reads are not limited; invalid bodies are refused before they count.
+        assert_eq!(handle(&p, &as_user(5, "GET", "/users/@me/devices/sync-token", "")).status, 200);
+    }
+
+    #[test]
+    fn sync_reports_invalid_tokens_in_order() {
+        let p = platform();
+        let sync = Keyring::parse(SYNC).unwrap();
+        let good = sync.mint(Purpose::Sync, 6, NOW / 1000);
+        let expired = sync.mint(Purpose::Sync, 7, NOW / 1000 - 604_801);
+        let auth_kind = Keyring::parse(SYNC).unwrap().mint(Purpose::Auth, 8, NOW / 1000);
+        let body = format!(r#"{{"provider": "gcm", "token": "phone", "push_sync_tokens": ["junk", "{good}", "{expired}", "{auth_kind}"]}}"#);
+        let r = handle(&p, &as_user(5, "PUT", "/users/@me/devices/sync", &body));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            format!(r#"{{"invalid_push_sync_tokens": ["junk", "{expired}", "{auth_kind}"]}}"#)
+        );
+        let store = &*p.store;
+        let registry = Registry::new(store, crate::registry::Limits::default(), NOW);
+        assert_eq!(registry.holders(Provider::Gcm, "phone").unwrap(), [5, 6]);
+    }
+
+    #[test]
+    fn errors_in_discords_format() {
+        let p = platform();
+        let cases: &[(Request, u16, &str)] = &[
+            (Request::new("POST", "/users/@me/devices", b"{}"), 401, r#"{"message": "401: Unauthorized", "code": 0}"#),
+            (as_user(1, "GET", "/users/@me/devices", ""), 405, r#"{"message": "405: Method Not Allowed", "code": 0}"#),
+            (as_user(1, "GET", "/nope", ""), 404, r#"{"message": "404: Not Found", "code": 0}"#),
+            (as_user(1, "POST", "/users/@me/devices", "{"), 400, r#"{"code": 50109, "message": "The request body contains invalid JSON."}"#),
+            (Request::new("GET", "/internal/users/1/devices", b""), 401, r#"{"message": "401: Unauthorized", "code": 0}"#),
+        ];
+        for (req, status, body) in cases {
+            let r = handle(&p, req);
+            assert_eq!((r.status, String::from_utf8(r.body).unwrap().as_str()), (*status, *body), "{} {}", req.method, req.path);
+        }
+        let mut big = as_user(1, "POST", "/users/@me/devices", "");
+        big.body = crate::http::Body::TooLarge;
+        assert_eq!(handle(&p, &big).status, 413);
+        let off = MemPlatform::new(&[("auth_token_secret", AUTH)], NOW);
+        let r = handle(&off, &Request::new("GET", "/internal/users/1/devices", b"").with_header("x-admin-key", ADMIN));
+        assert_eq!(r.status, 404);
+        let r = handle(&off, &as_user(1, "GET", "/users/@me/devices/sync-token", ""));
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            r#"{"message": "500: Server misconfigured: variable `sync_token_secret` is not set", "code": 0}"#
+        );
     }
 }

@@ -55,3 +55,27 @@ pub trait KvStore {
     fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, StoreError>;
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
 }
+
+/// A shared store is a store: hosts and tests hand one out per request.
+impl<S: KvStore> KvStore for std::sync::Arc<S> {
+    type Cas = S::Cas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        (**self).get_many(keys)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).set(key, value)
+    }
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
+        (**self).watch(key)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, StoreError> {
+        (**self).swap(cas, value)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        (**self).increment(key, delta)
+    }
+}
