@@ -25,14 +25,14 @@ pub fn random_secret() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Sets each of [`DEV_SECRETS`] that is missing to a fresh random secret; returns the
-/// names it set.
+/// Sets each of [`DEV_SECRETS`] that is missing or empty (the manifest's `default = ""`
+/// means unset) to a fresh random secret; returns the names it set.
 pub fn fill_dev_secrets(
     variables: &mut BTreeMap<String, String>,
 ) -> Result<Vec<&'static str>, getrandom::Error> {
     let mut set = Vec::new();
     for name in DEV_SECRETS {
-        if !variables.contains_key(name) {
+        if variables.get(name).is_none_or(|v| v.is_empty()) {
             variables.insert(name.to_owned(), random_secret()?);
             set.push(name);
         }
@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn dev_secrets_fill_only_missing() {
-        let mut vars = BTreeMap::from([("auth_token_secret".to_owned(), "mine".to_owned())]);
+        let mut vars = BTreeMap::from([
+            ("auth_token_secret".to_owned(), "mine".to_owned()),
+            ("sync_token_secret".to_owned(), String::new()),
+        ]);
         let set = fill_dev_secrets(&mut vars).unwrap();
         assert_eq!(set, vec!["sync_token_secret"]);
         assert_eq!(vars["auth_token_secret"], "mine");

@@ -50,11 +50,13 @@ mod engine;
 mod imports;
 pub mod kv;
 pub mod manifest;
+pub mod routes;
 mod server;
 mod state;
 
 pub use imports::is_valid_variable_name;
 pub use kv::{Dispatch, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
+pub use routes::Routes;
 pub use server::ServerHandle;
 /// The error type of this crate: wasmtime's (converts into `Box<dyn std::error::Error>`).
 pub use wasmtime::Error;
@@ -187,6 +189,9 @@ pub struct HostConfig {
     pub max_request_body: usize,
     /// Where guest stdout/stderr go (default host stderr).
     pub guest_output: GuestOutput,
+    /// The HTTP trigger routes of the component (default `/...`, everything). Requests
+    /// matching none get a bare 404 without reaching the component, as in Spin.
+    pub routes: Routes,
 }
 
 impl HostConfig {
@@ -200,6 +205,7 @@ impl HostConfig {
             request_timeout: Duration::from_secs(10),
             max_request_body: 1 << 20,
             guest_output: GuestOutput::Stderr,
+            routes: Routes::default(),
         }
     }
 }
@@ -224,6 +230,7 @@ struct Inner {
     request_timeout: Duration,
     max_request_body: usize,
     guest_output: GuestOutput,
+    routes: Routes,
 }
 
 impl Host {
@@ -263,6 +270,7 @@ impl Host {
                 request_timeout: config.request_timeout,
                 max_request_body: config.max_request_body,
                 guest_output: config.guest_output,
+                routes: config.routes,
             }),
         })
     }
@@ -280,8 +288,9 @@ impl Host {
     /// Sends one request to a fresh instance, in-process, and returns the whole response.
     ///
     /// The URI may be just a path (`/users/@me/devices`); a missing `Host` header is
-    /// set to `localhost`. `Err` means the guest trapped, ran out of time, or never
-    /// answered: the HTTP server turns it into a 500.
+    /// set to `localhost`. A path matching none of [`HostConfig::routes`] is answered 404
+    /// with an empty body, without running the component. `Err` means the guest trapped,
+    /// ran out of time, or never answered: the HTTP server turns it into a 500.
     pub async fn handle(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         self.handle_from(req, None).await
     }
@@ -291,10 +300,16 @@ impl Host {
         req: http::Request<Bytes>,
         client: Option<SocketAddr>,
     ) -> Result<http::Response<Bytes>> {
+        let Some(route) = self.inner.routes.find(req.uri().path()) else {
+            let mut resp = http::Response::new(Bytes::new());
+            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+            return Ok(resp);
+        };
+        let req = spin_request(req, &route, client)?;
         let timeout = self.inner.request_timeout;
         // The epoch callback interrupts a busy guest; this outer timeout also covers a
         // guest waiting on something that never comes.
-        match tokio::time::timeout(timeout + EPOCH_SLACK, self.run(req, client, timeout)).await {
+        match tokio::time::timeout(timeout + EPOCH_SLACK, self.run(req, timeout)).await {
             Ok(result) => result,
             Err(_) => Err(format_err!("request timed out after {timeout:?}")),
         }
@@ -324,7 +339,6 @@ impl Host {
     async fn run(
         &self,
         req: http::Request<Bytes>,
-        client: Option<SocketAddr>,
         timeout: Duration,
     ) -> Result<http::Response<Bytes>> {
         let mut store = Store::new(self.inner.proxy.engine(), self.new_state());
@@ -334,11 +348,12 @@ impl Host {
             if Instant::now() >= deadline {
                 Err(format_err!("guest exceeded the request deadline"))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's own yield: unlike a bare wake-up, it lets the runtime poll I/O
+                // before resuming this guest, so other connections are served meanwhile.
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
 
-        let req = spin_request(req, client)?;
         let req = req.map(|body| Full::new(body).map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} }));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
@@ -390,6 +405,10 @@ impl Host {
         server::spawn(self.clone(), addr).await
     }
 
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     pub(crate) fn max_request_body(&self) -> usize {
         self.inner.max_request_body
     }
@@ -398,11 +417,12 @@ impl Host {
 /// Extra wall-clock time past the request timeout before the outer timeout fires.
 const EPOCH_SLACK: Duration = Duration::from_millis(500);
 
-/// Adds what Spin's HTTP trigger adds for a component on the catch-all route `/...`
-/// (`spin-full-url`, `spin-path-info`, …) after removing any such headers the client
-/// sent, and makes sure there is a `Host` header.
+/// Adds the headers Spin's HTTP trigger adds (`spin-full-url`, `spin-path-info`, …)
+/// after removing any such headers the client sent, and makes sure there is a `Host`
+/// header.
 fn spin_request(
     mut req: http::Request<Bytes>,
+    route: &routes::RouteMatch<'_>,
     client: Option<SocketAddr>,
 ) -> Result<http::Request<Bytes>> {
     use http::header::{HOST, HeaderName, HeaderValue};
@@ -411,7 +431,6 @@ fn spin_request(
         (None, Some(h)) => h.to_str().map_err(|_| format_err!("invalid Host header"))?.to_owned(),
         (None, None) => "localhost".to_owned(),
     };
-    let path = req.uri().path().to_owned();
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -432,10 +451,10 @@ fn spin_request(
         Ok(())
     };
     set("spin-full-url", format!("http://{host}{path_and_query}"))?;
-    set("spin-path-info", path)?;
-    set("spin-matched-route", "/...".to_owned())?;
-    set("spin-raw-component-route", "/...".to_owned())?;
-    set("spin-component-route", String::new())?;
+    set("spin-path-info", route.path_info.clone())?;
+    set("spin-matched-route", route.raw.to_owned())?;
+    set("spin-raw-component-route", route.raw.to_owned())?;
+    set("spin-component-route", route.component_route.to_owned())?;
     set("spin-base-path", "/".to_owned())?;
     if let Some(addr) = client {
         set("spin-client-addr", addr.to_string())?;

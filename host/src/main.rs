@@ -1,7 +1,7 @@
 //! `push-devices-host serve`: run the push-devices component over HTTP, as Spin would.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use push_devices_host::{Host, HostConfig, StoreChoice, dev, manifest};
+use push_devices_host::{Host, HostConfig, Routes, StoreChoice, dev, manifest};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: ServeArgs) -> Result<(), String> {
-    let mut variables = load_variables(args.manifest.as_deref())?;
+    let (mut variables, routes) = load_manifest(args.manifest.as_deref())?;
     let mut token = None;
     if args.dev {
         let set = dev::fill_dev_secrets(&mut variables).map_err(|e| format!("getrandom: {e}"))?;
@@ -80,6 +80,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
 
     let mut config = HostConfig::new(args.component.clone());
     config.variables = variables;
+    if let Some(routes) = routes {
+        config.routes = routes;
+    }
     config.store = match args.store.as_str() {
         "memory" => StoreChoice::Memory,
         path => StoreChoice::Sqlite(PathBuf::from(path)),
@@ -119,15 +122,23 @@ fn run(args: ServeArgs) -> Result<(), String> {
     })
 }
 
-/// `[variables]` of the manifest, overridden by `SPIN_VARIABLE_*`.
-fn load_variables(path: Option<&std::path::Path>) -> Result<BTreeMap<String, String>, String> {
+/// `[variables]` of the manifest, overridden by `SPIN_VARIABLE_*`, and its HTTP routes
+/// (none without a manifest: then everything goes to the component).
+fn load_manifest(
+    path: Option<&std::path::Path>,
+) -> Result<(BTreeMap<String, String>, Option<Routes>), String> {
     let path = match path {
         Some(p) => p.to_owned(),
         None if std::path::Path::new("spin.toml").exists() => PathBuf::from("spin.toml"),
-        None => return Ok(BTreeMap::new()),
+        None => return Ok((BTreeMap::new(), None)),
     };
-    let decls = manifest::load_manifest(&path)?;
-    let (values, missing) = manifest::resolve(&decls, |k| std::env::var(k).ok());
+    let m = manifest::load_manifest(&path)?;
+    let routes = if m.http_routes.is_empty() {
+        None
+    } else {
+        Some(Routes::parse(&m.http_routes).map_err(|e| format!("{}: {e}", path.display()))?)
+    };
+    let (values, missing) = manifest::resolve(&m.variables, |k| std::env::var(k).ok());
     for name in missing {
         // Spin refuses to start; we start (so --dev can fill secrets) but say so.
         eprintln!(
@@ -135,7 +146,7 @@ fn load_variables(path: Option<&std::path::Path>) -> Result<BTreeMap<String, Str
             manifest::env_name(&name)
         );
     }
-    Ok(values)
+    Ok((values, routes))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -25,15 +25,38 @@ pub struct VariableDecl {
     pub required: bool,
 }
 
-#[derive(Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    variables: BTreeMap<String, VariableDecl>,
+/// What the host takes from a manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The `[variables]` declarations.
+    pub variables: BTreeMap<String, VariableDecl>,
+    /// The `route`s of the `[[trigger.http]]` entries (private routes, written as
+    /// tables, are skipped). This host runs one component, so it serves all of them.
+    pub http_routes: Vec<String>,
 }
 
-/// The declared variables of a manifest.
-pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, VariableDecl>, String> {
-    let m: Manifest = toml::from_str(text).map_err(|e| format!("invalid manifest: {e}"))?;
+#[derive(Deserialize)]
+struct RawManifest {
+    #[serde(default)]
+    variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    trigger: RawTriggers,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawHttpTrigger>,
+}
+
+#[derive(Deserialize)]
+struct RawHttpTrigger {
+    route: toml::Value,
+}
+
+/// Parses a manifest's variables and HTTP routes.
+pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    let m: RawManifest = toml::from_str(text).map_err(|e| format!("invalid manifest: {e}"))?;
     for (name, decl) in &m.variables {
         if !is_valid_variable_name(name) {
             return Err(format!("invalid variable name {name:?} in [variables]"));
@@ -42,11 +65,20 @@ pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, VariableDecl>, Stri
             return Err(format!("variable {name:?} is required but has a default"));
         }
     }
-    Ok(m.variables)
+    let http_routes = m
+        .trigger
+        .http
+        .into_iter()
+        .filter_map(|t| t.route.as_str().map(str::to_owned))
+        .collect();
+    Ok(Manifest {
+        variables: m.variables,
+        http_routes,
+    })
 }
 
 /// Reads and parses the manifest at `path`.
-pub fn load_manifest(path: &Path) -> Result<BTreeMap<String, VariableDecl>, String> {
+pub fn load_manifest(path: &Path) -> Result<Manifest, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse_manifest(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -95,7 +127,15 @@ max_devices = { default = "10" }
 log_level = { default = "info" }
 
 [[trigger.http]]
-route = "/..."
+route = "/users/..."
+component = "push-devices"
+
+[[trigger.http]]
+route = "/internal/..."
+component = "push-devices"
+
+[[trigger.http]]
+route = { private = true }
 component = "push-devices"
 
 [component.push-devices]
@@ -107,7 +147,9 @@ auth_token_secret = "{{ auth_token_secret }}"
 
     #[test]
     fn parses_declarations() {
-        let d = parse_manifest(MANIFEST).unwrap();
+        let m = parse_manifest(MANIFEST).unwrap();
+        assert_eq!(m.http_routes, vec!["/users/...", "/internal/..."]);
+        let d = m.variables;
         assert_eq!(d.len(), 4);
         assert!(d["auth_token_secret"].required && d["auth_token_secret"].secret);
         assert_eq!(d["max_devices"].default.as_deref(), Some("10"));
@@ -115,7 +157,7 @@ auth_token_secret = "{{ auth_token_secret }}"
 
     #[test]
     fn env_overrides_default_and_fills_required() {
-        let d = parse_manifest(MANIFEST).unwrap();
+        let d = parse_manifest(MANIFEST).unwrap().variables;
         let env = |k: &str| match k {
             "SPIN_VARIABLE_AUTH_TOKEN_SECRET" => Some("k1,k0".to_owned()),
             "SPIN_VARIABLE_LOG_LEVEL" => Some("debug".to_owned()),
@@ -134,6 +176,6 @@ auth_token_secret = "{{ auth_token_secret }}"
         assert!(parse_manifest("[variables]\nBad = { default = \"x\" }").is_err());
         assert!(parse_manifest("[variables]\na = { default = \"x\", required = true }").is_err());
         assert!(parse_manifest("[variables]\na = { dflt = \"x\" }").is_err());
-        assert!(parse_manifest("").unwrap().is_empty());
+        assert_eq!(parse_manifest("").unwrap(), Manifest::default());
     }
 }

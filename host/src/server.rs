@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,13 +14,19 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wasmtime::format_err;
 
+/// How long shutdown waits past the request timeout for open connections.
+const SHUTDOWN_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) async fn serve(
     host: Host,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let graceful = GracefulShutdown::new();
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A timer enables hyper's header read timeout (30 s), so a client that never
+    // finishes its request headers cannot hold a connection (or shutdown) forever.
+    http.timer(TokioTimer::new());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, client) = tokio::select! {
@@ -53,8 +59,12 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    // Open connections finish their current request, then close.
-    graceful.shutdown().await;
+    // Open connections finish their current request, then close. A request cannot
+    // outlive its deadline, so this wait is bounded; the cap is a second safety net.
+    let cap = host.request_timeout() + SHUTDOWN_SLACK;
+    if tokio::time::timeout(cap, graceful.shutdown()).await.is_err() {
+        eprintln!("push-devices-host: connections still open after {cap:?}; closing them");
+    }
     Ok(())
 }
 
