@@ -15,19 +15,28 @@ const IN_FLIGHT: usize = 16;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let component = args.next().ok_or("usage: bench COMPONENT [memory|sqlite] [METHOD PATH [H:V]...]")?;
+    let component = args
+        .next()
+        .ok_or("usage: bench COMPONENT [memory|sqlite] [METHOD PATH [H:V]...]")?;
     let store = args.next().unwrap_or_else(|| "memory".into());
     let method = args.next().unwrap_or_else(|| "GET".into());
     let path = args.next().unwrap_or_else(|| "/".into());
     let headers: Vec<(String, String)> = args
-        .filter_map(|h| h.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .filter_map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
         .collect();
 
     let db = std::env::temp_dir().join(format!("push-devices-bench-{}.db", std::process::id()));
     let mut config = HostConfig::new(component.as_str());
     config.guest_output = GuestOutput::Discard;
-    config.variables.insert("auth_token_secret".into(), "bench-secret".into());
-    config.variables.insert("sync_token_secret".into(), "bench-secret-2".into());
+    config
+        .variables
+        .insert("auth_token_secret".into(), "bench-secret".into());
+    config
+        .variables
+        .insert("sync_token_secret".into(), "bench-secret-2".into());
     config.store = match store.as_str() {
         "sqlite" => StoreChoice::Sqlite(db.clone()),
         _ => StoreChoice::Memory,
@@ -37,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("load (compile + link): {:?}", t.elapsed());
 
     let make = move || {
-        let mut b = http::Request::builder().method(method.as_str()).uri(path.as_str());
+        let mut b = http::Request::builder()
+            .method(method.as_str())
+            .uri(path.as_str());
         for (k, v) in &headers {
             b = b.header(k.as_str(), v.as_str());
         }
@@ -48,10 +59,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?
         .block_on(host.handle(check()?))?;
-    println!("status {} ({} body bytes)", first.status(), first.body().len());
+    println!(
+        "status {} ({} body bytes)",
+        first.status(),
+        first.body().len()
+    );
 
-    let current = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let multi = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
 
     let seq = median(|| {
         current.block_on(async {
@@ -101,5 +120,6 @@ fn median(mut round: impl FnMut() -> Option<Duration>) -> Option<Duration> {
 }
 
 fn us(d: Option<Duration>) -> f64 {
-    d.map(|d| d.as_secs_f64() * 1e6 / PER_ROUND as f64).unwrap_or(f64::NAN)
+    d.map(|d| d.as_secs_f64() * 1e6 / PER_ROUND as f64)
+        .unwrap_or(f64::NAN)
 }

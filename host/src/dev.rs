@@ -73,7 +73,10 @@ mod tests {
         let parts: Vec<&str> = t.split('.').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(B64.decode(parts[0]).unwrap(), b"80351110224678912");
-        assert_eq!(B64.decode(parts[1]).unwrap(), 1_700_000_000u32.to_be_bytes());
+        assert_eq!(
+            B64.decode(parts[1]).unwrap(),
+            1_700_000_000u32.to_be_bytes()
+        );
         assert_eq!(B64.decode(parts[2]).unwrap().len(), 20);
         assert!(!t.contains('='));
         // Only the first key signs.
@@ -94,7 +97,10 @@ mod tests {
         assert_eq!(vars["auth_token_secret"], "mine");
         let s = &vars["sync_token_secret"];
         assert_eq!(s.len(), 64);
-        assert!(s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(random_secret().unwrap(), random_secret().unwrap());
     }
 }

@@ -93,8 +93,11 @@ impl RequestState {
 }
 
 impl store::Host for RequestState {
-    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        if !self.kv.labels.iter().any(|l| *l == identifier) {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
+        if !self.kv.labels.contains(&identifier) {
             return Ok(Err(store::Error::NoSuchStore));
         }
         Ok(Ok(self.table.push(Bucket { label: identifier })?))
@@ -108,7 +111,9 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.get(&label, &key)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.get(&label, &key))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn set(
@@ -118,7 +123,9 @@ impl store::HostBucket for RequestState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.set(&label, &key, &value)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.set(&label, &key, &value))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn delete(
@@ -127,7 +134,9 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.delete(&label, &key)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.delete(&label, &key))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn exists(
@@ -136,7 +145,9 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.exists(&label, &key)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.exists(&label, &key))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn list_keys(
@@ -166,7 +177,9 @@ impl atomics::Host for RequestState {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.increment(&label, &key, delta)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.increment(&label, &key, delta))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn swap(
@@ -178,7 +191,10 @@ impl atomics::Host for RequestState {
             let c = self.table.get(&cas)?;
             (c.label.clone(), c.key.clone(), c.seen.clone())
         };
-        let outcome = call(&self.kv, move |b| b.swap(&label, &key, seen.as_deref(), &value)).await?;
+        let outcome = call(&self.kv, move |b| {
+            b.swap(&label, &key, seen.as_deref(), &value)
+        })
+        .await?;
         match outcome {
             Ok(SwapOutcome::Swapped) => {
                 self.table.delete(cas)?;
@@ -202,7 +218,11 @@ impl atomics::HostCas for RequestState {
     ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
         // Like Spin: creating a `cas` reads nothing.
         let label = self.label(&bucket)?;
-        Ok(Ok(self.table.push(Cas { label, key, seen: None })?))
+        Ok(Ok(self.table.push(Cas {
+            label,
+            key,
+            seen: None,
+        })?))
     }
 
     async fn current(
@@ -235,7 +255,9 @@ impl batch::Host for RequestState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.get_many(&label, &keys)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.get_many(&label, &keys))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn set_many(
@@ -244,7 +266,9 @@ impl batch::Host for RequestState {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.set_many(&label, &key_values)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.set_many(&label, &key_values))
+            .await?
+            .map_err(to_wit))
     }
 
     async fn delete_many(
@@ -253,7 +277,9 @@ impl batch::Host for RequestState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.delete_many(&label, &keys)).await?.map_err(to_wit))
+        Ok(call(&self.kv, move |b| b.delete_many(&label, &keys))
+            .await?
+            .map_err(to_wit))
     }
 }
 
@@ -303,7 +329,13 @@ mod tests {
     fn get_variable_distinguishes_invalid_and_undefined() {
         let vars = BTreeMap::from([("sync_token_secret".to_string(), "s3cret".to_string())]);
         assert_eq!(get_variable(&vars, "sync_token_secret").unwrap(), "s3cret");
-        assert!(matches!(get_variable(&vars, "missing"), Err(variables::Error::Undefined(_))));
-        assert!(matches!(get_variable(&vars, "Bad"), Err(variables::Error::InvalidName(_))));
+        assert!(matches!(
+            get_variable(&vars, "missing"),
+            Err(variables::Error::Undefined(_))
+        ));
+        assert!(matches!(
+            get_variable(&vars, "Bad"),
+            Err(variables::Error::InvalidName(_))
+        ));
     }
 }

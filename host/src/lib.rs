@@ -55,7 +55,7 @@ mod server;
 mod state;
 
 pub use imports::is_valid_variable_name;
-pub use kv::{Dispatch, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
+pub use kv::{Dispatch, KeyValue, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
 pub use routes::Routes;
 pub use server::ServerHandle;
 /// The error type of this crate: wasmtime's (converts into `Box<dyn std::error::Error>`).
@@ -350,13 +350,22 @@ impl Host {
             } else {
                 // tokio's own yield: unlike a bare wake-up, it lets the runtime poll I/O
                 // before resuming this guest, so other connections are served meanwhile.
-                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
 
-        let req = req.map(|body| Full::new(body).map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} }));
+        let req = req.map(|body| {
+            Full::new(body)
+                .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        });
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let proxy = self.inner.proxy.clone();
 
@@ -428,7 +437,10 @@ fn spin_request(
     use http::header::{HOST, HeaderName, HeaderValue};
     let host = match (req.uri().authority(), req.headers().get(HOST)) {
         (Some(a), _) => a.as_str().to_owned(),
-        (None, Some(h)) => h.to_str().map_err(|_| format_err!("invalid Host header"))?.to_owned(),
+        (None, Some(h)) => h
+            .to_str()
+            .map_err(|_| format_err!("invalid Host header"))?
+            .to_owned(),
         (None, None) => "localhost".to_owned(),
     };
     let path_and_query = req

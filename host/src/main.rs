@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "push-devices-host", version, about = "Runs the push-devices component like Spin")]
+#[command(
+    name = "push-devices-host",
+    version,
+    about = "Runs the push-devices component like Spin"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,7 +54,11 @@ impl Routes {
                     return Err(format_err!("route {raw:?} must start with '/'"));
                 }
                 Ok(match raw.strip_suffix("/...") {
-                    Some(prefix) => Route { raw: raw.into(), prefix: prefix.into(), wildcard: true },
+                    Some(prefix) => Route {
+                        raw: raw.into(),
+                        prefix: prefix.into(),
+                        wildcard: true,
+                    },
                     None => Route {
                         raw: raw.into(),
                         prefix: raw.trim_end_matches('/').into(),
@@ -71,10 +75,7 @@ impl Routes {
 
     /// The best route for a raw request path, if any.
     pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
-        let trimmed = match path.trim_end_matches('/') {
-            "" => "",
-            t => t,
-        };
+        let trimmed = path.trim_end_matches('/');
         let exact = self.0.iter().find(|r| !r.wildcard && r.prefix == trimmed);
         let best = exact.or_else(|| {
             self.0
@@ -109,18 +110,29 @@ mod tests {
     fn catch_all_matches_everything() {
         let r = Routes::default();
         let m = r.find("/users/@me/devices").unwrap();
-        assert_eq!((m.raw, m.component_route, m.path_info.as_str()), ("/...", "", "/users/@me/devices"));
+        assert_eq!(
+            (m.raw, m.component_route, m.path_info.as_str()),
+            ("/...", "", "/users/@me/devices")
+        );
         assert_eq!(r.find("/").unwrap().path_info, "/");
     }
 
     #[test]
     fn wildcards_exact_and_misses() {
-        let r = Routes::parse(&["/users/...", "/internal/...", "/health", "/users/admin/..."]).unwrap();
+        let r =
+            Routes::parse(&["/users/...", "/internal/...", "/health", "/users/admin/..."]).unwrap();
         let m = r.find("/users/@me/devices").unwrap();
-        assert_eq!((m.raw, m.component_route, m.path_info.as_str()), ("/users/...", "/users", "/@me/devices"));
+        assert_eq!(
+            (m.raw, m.component_route, m.path_info.as_str()),
+            ("/users/...", "/users", "/@me/devices")
+        );
         assert_eq!(r.find("/users").unwrap().path_info, "");
         assert_eq!(r.find("/users/%40me").unwrap().path_info, "/%40me");
-        assert_eq!(r.find("/users/admin/x").unwrap().raw, "/users/admin/...", "longest prefix wins");
+        assert_eq!(
+            r.find("/users/admin/x").unwrap().raw,
+            "/users/admin/...",
+            "longest prefix wins"
+        );
         assert_eq!(r.find("/health").unwrap().raw, "/health");
         assert_eq!(r.find("/health/").unwrap().raw, "/health");
         assert!(r.find("/usersx").is_none());

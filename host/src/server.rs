@@ -62,13 +62,20 @@ pub(crate) async fn serve(
     // Open connections finish their current request, then close. A request cannot
     // outlive its deadline, so this wait is bounded; the cap is a second safety net.
     let cap = host.request_timeout() + SHUTDOWN_SLACK;
-    if tokio::time::timeout(cap, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(cap, graceful.shutdown())
+        .await
+        .is_err()
+    {
         eprintln!("push-devices-host: connections still open after {cap:?}; closing them");
     }
     Ok(())
 }
 
-async fn respond(host: &Host, req: hyper::Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
+async fn respond(
+    host: &Host,
+    req: hyper::Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Full<Bytes>> {
     let start = Instant::now();
     let method = req.method().clone();
     // Path only: the query, headers and bodies may carry secrets and never hit the log.
@@ -137,7 +144,9 @@ impl ServerHandle {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task.await.map_err(|e| format_err!("server task failed: {e}"))?,
+            Some(task) => task
+                .await
+                .map_err(|e| format_err!("server task failed: {e}"))?,
             None => Ok(()),
         }
     }

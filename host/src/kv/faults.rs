@@ -1,6 +1,6 @@
 //! Fault injection: fail a chosen share of backend calls, deterministically.
 
-use super::{Dispatch, KvBackend, KvError, SwapOutcome};
+use super::{Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -83,7 +83,11 @@ impl<B: KvBackend> Faults<B> {
         if x >= *p {
             return None;
         }
-        Some(if r & 1 == 0 { When::Before } else { When::After })
+        Some(if r & 1 == 0 {
+            When::Before
+        } else {
+            When::After
+        })
     }
 
     fn call<T>(&self, op: &str, f: impl FnOnce(&B) -> Result<T, KvError>) -> Result<T, KvError> {
@@ -131,11 +135,7 @@ impl<B: KvBackend> KvBackend for Faults<B> {
     fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
         self.call("exists", |b| b.exists(store, key))
     }
-    fn get_many(
-        &self,
-        store: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvError> {
         self.call("get-many", |b| b.get_many(store, keys))
     }
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
@@ -192,8 +192,14 @@ mod tests {
         }
         let c = f.counts();
         assert_eq!(c.before + c.after, failed);
-        assert_eq!(c.after, written_but_failed, "after-faults are exactly the writes that happened");
-        assert!((480..=720).contains(&failed), "failed {failed} of {n} at p=0.3");
+        assert_eq!(
+            c.after, written_but_failed,
+            "after-faults are exactly the writes that happened"
+        );
+        assert!(
+            (480..=720).contains(&failed),
+            "failed {failed} of {n} at p=0.3"
+        );
         assert!(c.before > 150 && c.after > 150, "{c:?}");
         // Every key whose set succeeded is stored.
         assert_eq!(f.inner().dump("default").len() as u64, n - c.before);
@@ -203,7 +209,9 @@ mod tests {
     fn same_seed_same_schedule_and_switch_off() {
         let run = |seed| {
             let f = Faults::new(MemoryStore::new(), 0.5, seed);
-            (0..64).map(|i| f.increment("default", "n", i).is_ok()).collect::<Vec<_>>()
+            (0..64)
+                .map(|i| f.increment("default", "n", i).is_ok())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));

@@ -80,6 +80,9 @@ pub enum Dispatch {
     Blocking,
 }
 
+/// One answer of `get-many`: the key, and its value if it exists.
+pub type KeyValue = (String, Option<Vec<u8>>);
+
 /// A key-value backend. All methods take the store label (namespace) first.
 ///
 /// Keys and values are opaque. Missing keys are `Ok(None)` / `Ok(false)`, never errors.
@@ -109,11 +112,7 @@ pub trait KvBackend: Send + Sync + 'static {
         Ok(self.get(store, key)?.is_some())
     }
     /// One `(key, value)` per requested key, in request order, `None` for missing keys.
-    fn get_many(
-        &self,
-        store: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvError> {
         keys.iter()
             .map(|k| Ok((k.clone(), self.get(store, k)?)))
             .collect()
@@ -162,11 +161,7 @@ impl<B: KvBackend + ?Sized> KvBackend for std::sync::Arc<B> {
     fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
         (**self).exists(store, key)
     }
-    fn get_many(
-        &self,
-        store: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvError> {
         (**self).get_many(store, keys)
     }
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {

@@ -1,7 +1,7 @@
 //! Reproduces known quirks of Spin's own key-value stores, so the component can be
 //! tested against the stores it will really meet.
 
-use super::{Dispatch, KvBackend, KvError, SwapOutcome};
+use super::{Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
 use std::time::Duration;
 
 /// Which quirks to switch on.
@@ -56,11 +56,7 @@ impl<B: KvBackend> KvBackend for Quirks<B> {
     fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
         self.inner.exists(store, key)
     }
-    fn get_many(
-        &self,
-        store: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvError> {
         self.inner.get_many(store, keys)
     }
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
@@ -105,18 +101,30 @@ mod tests {
 
     #[test]
     fn no_quirks_is_a_correct_store() {
-        crate::kv::contract::check_backend(&Quirks::new(MemoryStore::new(), QuirksConfig::default()));
+        crate::kv::contract::check_backend(&Quirks::new(
+            MemoryStore::new(),
+            QuirksConfig::default(),
+        ));
     }
 
     #[test]
     fn blind_create_overwrites_a_concurrent_first_write() {
         let q = Quirks::new(
             MemoryStore::new(),
-            QuirksConfig { blind_create_on_absent: true, ..Default::default() },
+            QuirksConfig {
+                blind_create_on_absent: true,
+                ..Default::default()
+            },
         );
         // Two clients both saw the key absent; both "create" it: both succeed, last wins.
-        assert_eq!(q.swap("default", "k", None, b"first").unwrap(), SwapOutcome::Swapped);
-        assert_eq!(q.swap("default", "k", None, b"second").unwrap(), SwapOutcome::Swapped);
+        assert_eq!(
+            q.swap("default", "k", None, b"first").unwrap(),
+            SwapOutcome::Swapped
+        );
+        assert_eq!(
+            q.swap("default", "k", None, b"second").unwrap(),
+            SwapOutcome::Swapped
+        );
         assert_eq!(q.inner().dump("default")["k"], b"second");
         // Swaps with an expected value still compare.
         assert_eq!(
@@ -134,15 +142,30 @@ mod tests {
     fn cas_failed_after_success_writes_but_reports_conflict() {
         let q = Quirks::new(
             MemoryStore::new(),
-            QuirksConfig { cas_failed_after_success: true, ..Default::default() },
+            QuirksConfig {
+                cas_failed_after_success: true,
+                ..Default::default()
+            },
         );
-        assert_eq!(q.swap("default", "k", None, b"v1").unwrap(), SwapOutcome::Conflict);
+        assert_eq!(
+            q.swap("default", "k", None, b"v1").unwrap(),
+            SwapOutcome::Conflict
+        );
         assert_eq!(q.inner().dump("default")["k"], b"v1", "the write happened");
         // A real conflict is still refused: nothing is written.
-        assert_eq!(q.swap("default", "k", None, b"blind").unwrap(), SwapOutcome::Conflict);
-        assert_eq!(q.swap("default", "k", Some(b"stale"), b"x").unwrap(), SwapOutcome::Conflict);
+        assert_eq!(
+            q.swap("default", "k", None, b"blind").unwrap(),
+            SwapOutcome::Conflict
+        );
+        assert_eq!(
+            q.swap("default", "k", Some(b"stale"), b"x").unwrap(),
+            SwapOutcome::Conflict
+        );
         assert_eq!(q.inner().dump("default")["k"], b"v1");
-        assert_eq!(q.swap("default", "k", Some(b"v1"), b"v2").unwrap(), SwapOutcome::Conflict);
+        assert_eq!(
+            q.swap("default", "k", Some(b"v1"), b"v2").unwrap(),
+            SwapOutcome::Conflict
+        );
         assert_eq!(q.inner().dump("default")["k"], b"v2");
     }
 }

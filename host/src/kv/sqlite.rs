@@ -10,7 +10,7 @@
 //! process being killed or restarted; only an OS crash or power loss may roll back the
 //! last few commits.
 
-use super::{KvBackend, KvError, SwapOutcome, add_counter, decode_counter};
+use super::{KeyValue, KvBackend, KvError, SwapOutcome, add_counter, decode_counter};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -125,11 +125,7 @@ impl KvBackend for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
-    fn get_many(
-        &self,
-        store: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvError> {
         let mut conn = self.conn();
         // One read transaction: a consistent snapshot of all the keys.
         let tx = conn.transaction().map_err(db_err)?;
@@ -220,7 +216,10 @@ mod tests {
             );
         } // connection closed here
         let s = SqliteStore::open(db.path()).unwrap();
-        assert_eq!(s.get("default", "device:1").unwrap().as_deref(), Some(&b"token"[..]));
+        assert_eq!(
+            s.get("default", "device:1").unwrap().as_deref(),
+            Some(&b"token"[..])
+        );
         assert_eq!(s.increment("default", "n", 1).unwrap(), 42);
         assert_eq!(s.get("default", "c").unwrap().as_deref(), Some(&b"v1"[..]));
         assert_eq!(s.list_keys("default").unwrap(), vec!["c", "device:1", "n"]);
@@ -232,7 +231,10 @@ mod tests {
         let a = SqliteStore::open(db.path()).unwrap();
         let b = SqliteStore::open(db.path()).unwrap();
         a.set("default", "k", b"from-a").unwrap();
-        assert_eq!(b.get("default", "k").unwrap().as_deref(), Some(&b"from-a"[..]));
+        assert_eq!(
+            b.get("default", "k").unwrap().as_deref(),
+            Some(&b"from-a"[..])
+        );
         // b's CAS based on what a wrote succeeds; a's stale CAS then fails
         assert_eq!(
             b.swap("default", "k", Some(b"from-a"), b"from-b").unwrap(),
@@ -242,7 +244,10 @@ mod tests {
             a.swap("default", "k", Some(b"from-a"), b"lost").unwrap(),
             SwapOutcome::Conflict
         );
-        assert_eq!(a.get("default", "k").unwrap().as_deref(), Some(&b"from-b"[..]));
+        assert_eq!(
+            a.get("default", "k").unwrap().as_deref(),
+            Some(&b"from-b"[..])
+        );
     }
 
     /// Many threads, each with its own connection (as separate processes would have),
@@ -285,6 +290,9 @@ mod tests {
             (THREADS * ROUNDS) as i64
         );
         let log = String::from_utf8(s.get("default", "log").unwrap().unwrap()).unwrap();
-        assert_eq!(log.split(';').filter(|e| !e.is_empty()).count(), THREADS * ROUNDS);
+        assert_eq!(
+            log.split(';').filter(|e| !e.is_empty()).count(),
+            THREADS * ROUNDS
+        );
     }
 }
