@@ -11,7 +11,7 @@
 //! request put the token back meanwhile), so a writer that checked the index before our removal
 //! cannot then store a record holding the token without its swap failing and going round again.
 
-use crate::cas::{self, Record, SCHEMA, Step};
+use crate::cas::{self, Expect, Record, SCHEMA, Step};
 use crate::device::{DEFAULT_BUNDLE_ID, Device, Provider};
 use crate::form::{PushToken, Registration};
 use crate::keys;
@@ -248,7 +248,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
         mut edit: impl FnMut(&mut Vec<Device>) -> bool,
     ) -> Result<(), StoreError> {
         let key = keys::user(user);
-        let (removed, _) = cas::update(self.store, &key, |current: Option<UserRecord>| {
+        let (removed, _) = cas::update(self.store, &key, Expect::Existing, |current: Option<UserRecord>| {
             let mut record = current.unwrap_or(UserRecord { v: SCHEMA, rev: 0, devices: Vec::new() });
             let before = tokens_of(&record.devices);
             let count = record.devices.len();
@@ -277,7 +277,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
             self.index_remove(&keys::token_holders(*provider, token), user)?;
         }
         let key = keys::user(user);
-        cas::update(self.store, &key, |current: Option<UserRecord>| {
+        cas::update(self.store, &key, Expect::Existing, |current: Option<UserRecord>| {
             let Some(mut record) = current else { return Ok(Step::Keep(())) };
             let now_held = tokens_of(&record.devices);
             for (provider, token) in gone.intersection(&now_held) {
@@ -290,7 +290,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
     }
 
     fn index_add(&self, key: &str, user: u64) -> Result<(), StoreError> {
-        cas::update(self.store, key, |current: Option<TokenHolders>| {
+        cas::update(self.store, key, Expect::New, |current: Option<TokenHolders>| {
             let mut holders = current.unwrap_or(TokenHolders { v: SCHEMA, users: Vec::new() });
             match holders.users.binary_search(&user) {
                 Ok(_) => Ok(Step::Keep(())),
@@ -306,7 +306,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// Emptied entries stay as `{"users": []}`: deleting a key is a blind write that could drop
     /// a holder added concurrently, and a deleted key would be created again under quirk 1.
     fn index_remove(&self, key: &str, user: u64) -> Result<(), StoreError> {
-        cas::update(self.store, key, |current: Option<TokenHolders>| {
+        cas::update(self.store, key, Expect::Existing, |current: Option<TokenHolders>| {
             let Some(mut holders) = current else { return Ok(Step::Keep(())) };
             match holders.users.binary_search(&user) {
                 Err(_) => Ok(Step::Keep(())),

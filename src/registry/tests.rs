@@ -186,6 +186,9 @@ fn store_call_budget() {
     let before = store.calls();
     registry(&store, NOW + 1).register(1, &reg(Provider::Gcm, "a")).unwrap();
     assert_eq!(store.calls() - before, 2, "re-registering: read and swap the account");
+    let before = store.calls();
+    registry(&store, NOW + 2).register(1, &reg(Provider::Gcm, "b")).unwrap();
+    assert_eq!(store.calls() - before, 4, "new device: read the account, claim and write the index, swap");
 }
 
 fn hammer(store: Arc<MemStore>, writers: usize, same_user: bool) {
