@@ -130,15 +130,14 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, ApiError> {
             id.to_owned()
         }
     };
-    errors.finish(()).and_then(|()| match device {
-        Some(device) => Ok(Registration {
-            provider: device.provider,
-            token: device.token,
-            voip,
-            bypass_server_throttling_supported: bypass,
-            bundle_id,
-        }),
-        None => Err(ApiError::InvalidJson), // unreachable: a missing device was reported above
+    // A missing device was reported above, so `device` is `Some` whenever `errors` is empty.
+    let device = errors.finish(device)?.ok_or(ApiError::InvalidJson)?;
+    Ok(Registration {
+        provider: device.provider,
+        token: device.token,
+        voip,
+        bypass_server_throttling_supported: bypass,
+        bundle_id,
     })
 }
 

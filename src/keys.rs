@@ -18,7 +18,7 @@ pub fn token_holders(provider: Provider, token: &str) -> String {
     hash.update(b"\n");
     hash.update(token.as_bytes());
     let digest = hash.finalize();
-    format!("pd:t:{}", URL_SAFE_NO_PAD.encode(&digest[..16]))
+    format!("pd:t:{}", URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or_default()))
 }
 
 /// A counter that elects the one writer allowed to create `key` (see `cas::create`).

@@ -63,6 +63,8 @@ pub enum KeyringError {
 /// Keys from one variable: the first signs, every one verifies, so keys rotate by prepending.
 #[derive(Clone)]
 pub struct Keyring {
+    signer: Vec<u8>,
+    /// Every key, the signer first.
     keys: Vec<Vec<u8>>,
 }
 
@@ -81,13 +83,13 @@ impl Keyring {
             .filter(|k| !k.is_empty())
             .map(|k| k.as_bytes().to_vec())
             .collect();
-        if keys.is_empty() {
+        let Some(signer) = keys.first().cloned() else {
             return Err(KeyringError::Missing);
-        }
+        };
         if keys.iter().any(|k| k.len() < MIN_KEY_LEN) {
             return Err(KeyringError::TooShort);
         }
-        Ok(Keyring { keys })
+        Ok(Keyring { signer, keys })
     }
 
     /// Mints a token for `user_id` issued at `now` (Unix seconds) with the signing key.
@@ -96,10 +98,10 @@ impl Keyring {
         // Issue times are u32 on the wire (valid until 2106); saturate rather than wrap.
         let issued = u32::try_from(now).unwrap_or(u32::MAX);
         let part2 = URL_SAFE_NO_PAD.encode(issued.to_be_bytes());
-        let mut mac = keyed(&self.keys[0]);
+        let mut mac = keyed(&self.signer);
         feed(&mut mac, purpose, &part1, &part2);
         let tag = mac.finalize().into_bytes();
-        let part3 = URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]);
+        let part3 = URL_SAFE_NO_PAD.encode(tag.get(..TAG_LEN).unwrap_or_default());
         format!("{part1}.{part2}.{part3}")
     }
 
@@ -155,7 +157,7 @@ pub fn parse_user_id(bytes: &[u8]) -> Option<u64> {
     let canonical = !bytes.is_empty()
         && bytes.len() <= 20
         && bytes.iter().all(u8::is_ascii_digit)
-        && bytes[0] != b'0';
+        && bytes.first() != Some(&b'0');
     if !canonical {
         return None;
     }
