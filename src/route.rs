@@ -72,9 +72,9 @@ pub fn is_internal(raw_path: &str) -> bool {
 
 fn segments(raw_path: &str) -> Vec<String> {
     let path = raw_path.split(['?', '#']).next().unwrap_or("");
-    path.strip_prefix('/')
-        .unwrap_or(path)
-        .split('/')
+    // A path without its leading slash matches no route.
+    let Some(path) = path.strip_prefix('/') else { return Vec::new() };
+    path.split('/')
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect()
 }
@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(status("POST", "/users/@me/devices/"), Err(404));
         assert_eq!(status("GET", "/"), Err(404));
         assert_eq!(status("GET", ""), Err(404));
+        assert_eq!(status("POST", "users/@me/devices"), Err(404));
         assert_eq!(status("GET", "/users/@me/devices/sync-token/x"), Err(404));
     }
 

@@ -59,9 +59,19 @@ impl<'a> From<&'a Device> for DeviceView<'a> {
             voip_token: d.voip.as_ref().map(|v| v.token.as_str()),
             bypass_server_throttling_supported: d.bypass_server_throttling_supported,
             bundle_id: &d.bundle_id,
-            last_registered_at: humantime::format_rfc3339_millis(at).to_string(),
+            last_registered_at: rfc3339(at),
         }
     }
+}
+
+/// RFC 3339 with milliseconds; years past 9999 (a broken clock) clamp instead of failing.
+fn rfc3339(at: std::time::SystemTime) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(24);
+    if write!(out, "{}", humantime::format_rfc3339_millis(at)).is_err() {
+        out = "9999-12-31T23:59:59.999Z".to_owned();
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -266,6 +276,13 @@ mod tests {
         let store = &*p.store;
         let registry = Registry::new(store, crate::registry::Limits::default(), NOW);
         assert_eq!(registry.holders(Provider::Gcm, "phone").unwrap(), [5, 6]);
+    }
+
+    #[test]
+    fn timestamps_never_panic() {
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::MAX);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
