@@ -25,7 +25,7 @@ enum Shape {
 }
 
 fn shape(body: &[u8]) -> Shape {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         return Shape::Object(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
