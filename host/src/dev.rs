@@ -1,15 +1,9 @@
 //! `serve --dev` helpers: throwaway secrets and a valid user token for trying the API.
 //!
-//! The token recipe mirrors the component's (kept here in one function, [`user_token`],
-//! used only for `--dev` minting): three base64url (no padding) parts joined by `.`:
-//! the user id as decimal ASCII, the issue time as a 4-byte big-endian `u32` of Unix
-//! seconds, and the first 20 bytes of `HMAC-SHA256(key, "auth." part1 "." part2)`,
-//! where `key` is the first comma-separated entry of `auth_token_secret`.
+//! The token is minted by the component's own code ([`push_devices::token::Keyring`]), so
+//! the host can never drift from the recipe the component verifies.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use push_devices::token::{Keyring, KeyringError, Purpose};
 use std::collections::BTreeMap;
 
 /// The variables `--dev` fills with random secrets when they are not already set.
@@ -41,17 +35,14 @@ pub fn fill_dev_secrets(
 }
 
 /// A user token for `user_id` issued at `issued_at` (Unix seconds), signed with the
-/// first key of `auth_token_secret` (comma-separated, newest first).
-pub fn user_token(auth_token_secret: &str, user_id: u64, issued_at: u32) -> String {
-    let key = auth_token_secret.split(',').next().unwrap_or_default();
-    let part1 = B64.encode(user_id.to_string());
-    let part2 = B64.encode(issued_at.to_be_bytes());
-    #[allow(clippy::expect_used)] // HMAC accepts keys of any length
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
-    mac.update(format!("auth.{part1}.{part2}").as_bytes());
-    let tag = mac.finalize().into_bytes();
-    let tag = tag.get(..20).unwrap_or(&tag[..]);
-    format!("{part1}.{part2}.{}", B64.encode(tag))
+/// first key of `auth_token_secret` (comma-separated, newest first). Fails when the
+/// component itself would refuse the variable (no key, or a key under 32 bytes).
+pub fn user_token(
+    auth_token_secret: &str,
+    user_id: u64,
+    issued_at: u32,
+) -> Result<String, KeyringError> {
+    Ok(Keyring::parse(auth_token_secret)?.mint(Purpose::Auth, user_id, u64::from(issued_at)))
 }
 
 /// A ready-to-paste curl command registering a demo device at `addr`.
@@ -65,26 +56,31 @@ pub fn curl_register(addr: &str, token: &str) -> String {
 mod tests {
     use super::*;
 
+    const KEY: &str = "dev-key-0123456789abcdef0123456789ab";
+
     #[test]
     fn token_matches_an_independent_computation() {
-        // Computed with Python's hmac/hashlib/base64 from the same recipe.
-        let t = user_token("k1,k0", DEMO_USER_ID, 1_700_000_000);
+        // Computed with Python's hmac/hashlib/base64: base64url (no padding) of the decimal
+        // user id, of the 4-byte big-endian issue time, and of the first 20 bytes of
+        // HMAC-SHA256(key, "auth." part1 "." part2).
+        let t = user_token(KEY, DEMO_USER_ID, 1_700_000_000).unwrap();
         assert_eq!(t, EXPECTED);
-        let parts: Vec<&str> = t.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        assert_eq!(B64.decode(parts[0]).unwrap(), b"80351110224678912");
-        assert_eq!(
-            B64.decode(parts[1]).unwrap(),
-            1_700_000_000u32.to_be_bytes()
-        );
-        assert_eq!(B64.decode(parts[2]).unwrap().len(), 20);
-        assert!(!t.contains('='));
-        // Only the first key signs.
-        assert_eq!(user_token("k1", DEMO_USER_ID, 1_700_000_000), t);
-        assert_ne!(user_token("k0,k1", DEMO_USER_ID, 1_700_000_000), t);
+        // Only the first key signs; blanks around keys are ignored, as the component does.
+        let other = "another-key-0123456789abcdef012345";
+        assert_eq!(user_token(&format!(" {KEY} ,{other}"), DEMO_USER_ID, 1_700_000_000).unwrap(), t);
+        assert_ne!(user_token(&format!("{other},{KEY}"), DEMO_USER_ID, 1_700_000_000).unwrap(), t);
+        // The component verifies what we mint.
+        let ring = Keyring::parse(KEY).unwrap();
+        assert_eq!(ring.verify(Purpose::Auth, &t, 1_700_000_001, 60), Ok(DEMO_USER_ID));
     }
 
-    const EXPECTED: &str = "ODAzNTExMTAyMjQ2Nzg5MTI.ZVPxAA.bVc--2x-aLaacfr3ks17-Oe_15A";
+    const EXPECTED: &str = "ODAzNTExMTAyMjQ2Nzg5MTI.ZVPxAA.VWN8JoAOV6DItCJWsiaNlYyVo_s";
+
+    #[test]
+    fn unusable_secrets_mint_nothing() {
+        assert_eq!(user_token("", DEMO_USER_ID, 1), Err(KeyringError::Missing));
+        assert_eq!(user_token("k1,k0", DEMO_USER_ID, 1), Err(KeyringError::TooShort));
+    }
 
     #[test]
     fn dev_secrets_fill_only_missing() {

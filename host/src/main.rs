@@ -78,7 +78,12 @@ fn run(args: ServeArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .as_secs();
             let now = u32::try_from(now).map_err(|_| "clock past 2106".to_owned())?;
-            token = Some(dev::user_token(secret, dev::DEMO_USER_ID, now));
+            match dev::user_token(secret, dev::DEMO_USER_ID, now) {
+                Ok(t) => token = Some(t),
+                // The component refuses this secret too; say why rather than print a token
+                // that cannot work.
+                Err(e) => eprintln!("--dev: no demo token: auth_token_secret is unusable ({e:?})"),
+            }
         }
     }
 
