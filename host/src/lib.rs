@@ -4,7 +4,9 @@
 //! Spin would: a fresh instance per request, `wasi:http` in, `wasi:keyvalue@0.2.0-draft2`
 //! and `fermyon:spin/variables@2.0.0` provided with Spin's semantics. It serves real
 //! HTTP ([`Host::serve`], [`Host::spawn_server`]) or takes requests in-process
-//! ([`Host::handle`]), which is what a Rust gateway or a test uses.
+//! ([`Host::handle`]), which is what a Rust gateway or a test uses. The component's typed
+//! export `push:devices/registry@0.1.0` is offered as plain async calls,
+//! [`Host::list_devices`] and [`Host::invalidate`], each on a fresh instance like a request.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -34,10 +36,37 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A push sender asks for a user's devices and drops the tokens Apple or Google reported
+//! dead, with no HTTP in between. The outer `Result` is the host's (the guest trapped or
+//! ran out of time, or the component lacks the export); the inner one is the interface's
+//! own typed error:
+//!
+//! ```no_run
+//! use push_devices_host::{Host, HostConfig, InvalidationReason, Provider, RegistryError};
+//!
+//! # async fn demo(host: Host) -> Result<(), push_devices_host::Error> {
+//! match host.list_devices(80351110224678912).await? {
+//!     Ok(devices) => {
+//!         for d in &devices {
+//!             println!("{:?} {} (voip: {:?})", d.provider, d.token, d.voip);
+//!         }
+//!     }
+//!     Err(RegistryError::StoreUnavailable(why)) => eprintln!("retry later: {why}"),
+//!     Err(other) => eprintln!("cannot list: {other:?}"),
+//! }
+//! // APNs answered 410 Unregistered for this token:
+//! let removed = host
+//!     .invalidate(Provider::Apns, "a1b2c3", InvalidationReason::Unregistered)
+//!     .await?;
+//! println!("{removed:?} accounts held it");
+//! # Ok(()) }
+//! ```
+//!
 //! Modules: [`kv`] holds the storage contract and its backends (memory, SQLite, and the
 //! `Quirks`/`Faults` test wrappers); `imports` maps the WIT imports onto it;
 //! `engine` owns the process-wide engine, epoch ticker and compiled-component cache;
-//! `server` is the hyper front end; [`manifest`] reads `[variables]` from `spin.toml`;
+//! `server` is the hyper front end; [`registry`] holds the typed bindings of the
+//! component's own export; [`manifest`] reads `[variables]` from `spin.toml`;
 //! [`dev`] mints throwaway secrets and a user token for `serve --dev`.
 //!
 //! [wasmtime]: https://docs.rs/wasmtime
@@ -50,12 +79,14 @@ mod engine;
 mod imports;
 pub mod kv;
 pub mod manifest;
+pub mod registry;
 pub mod routes;
 mod server;
 mod state;
 
 pub use imports::is_valid_variable_name;
 pub use kv::{Dispatch, KeyValue, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
+pub use registry::{Device, InvalidationReason, Provider, RegistryError, VoipToken};
 pub use routes::Routes;
 pub use server::ServerHandle;
 /// The error type of this crate: wasmtime's (converts into `Box<dyn std::error::Error>`).
@@ -66,6 +97,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use imports::KvShared;
+use registry::PushDevicesPre;
 use state::{DenyOutbound, RequestState};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -73,7 +105,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline, format_err};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -185,7 +217,9 @@ pub struct HostConfig {
     /// Wall-clock budget of one request, guest CPU included (default 10 s). Past it the
     /// guest is interrupted and the request fails.
     pub request_timeout: Duration,
-    /// Largest request body accepted by the HTTP server (default 1 MiB); larger is 413.
+    /// Largest request body accepted by the HTTP server (default 1 MiB); larger is answered
+    /// 413 with the component's own body (`{"message": "Request entity too large", "code":
+    /// 40005}`) without running it. Only a guard: the component refuses bodies over 16 KiB.
     pub max_request_body: usize,
     /// Where guest stdout/stderr go (default host stderr).
     pub guest_output: GuestOutput,
@@ -218,12 +252,11 @@ pub struct Host {
 }
 
 struct Inner {
-    /// Linked and pre-instantiated once. The HTTP export is reached through `proxy`;
-    /// other exports of the component (a typed `push:devices/...` interface later) will
-    /// get their own `*Pre` built from this same `InstancePre`.
-    #[allow(dead_code)]
-    instance_pre: InstancePre<RequestState>,
+    /// The HTTP export, from the component linked and pre-instantiated once.
     proxy: ProxyPre<RequestState>,
+    /// The typed export, from the same `InstancePre`; `Err` (why not) for a component
+    /// without it, e.g. an older build, which still serves HTTP.
+    registry: std::result::Result<PushDevicesPre<RequestState>, String>,
     kv: Arc<KvShared>,
     memory: Option<Arc<MemoryStore>>,
     variables: Arc<BTreeMap<String, String>>,
@@ -245,6 +278,7 @@ impl Host {
         let instance_pre = engine::instance_pre(&bytes)?;
         let proxy = ProxyPre::new(instance_pre.clone())
             .map_err(|e| e.context("component does not export wasi:http/incoming-handler"))?;
+        let registry = PushDevicesPre::new(instance_pre).map_err(|e| format!("{e:#}"));
         let (backend, memory): (Arc<dyn KvBackend>, _) = match config.store {
             StoreChoice::Memory => {
                 let m = Arc::new(MemoryStore::new());
@@ -259,8 +293,8 @@ impl Host {
         };
         Ok(Host {
             inner: Arc::new(Inner {
-                instance_pre,
                 proxy,
+                registry,
                 kv: Arc::new(KvShared {
                     backend,
                     labels: config.store_labels,
@@ -306,10 +340,80 @@ impl Host {
             return Ok(resp);
         };
         let req = spin_request(req, &route, client)?;
+        self.within_deadline(self.run(req)).await
+    }
+
+    /// The live devices of `user_id`, oldest registration first, from the component's
+    /// `push:devices/registry.list-devices` on a fresh instance.
+    ///
+    /// Runs like a request: same variables, store, guest output and
+    /// [`HostConfig::request_timeout`]. The outer `Err` means the guest trapped or timed
+    /// out, or the component does not export `push:devices/registry@0.1.0` (an older
+    /// build); the inner one is the interface's typed error, e.g.
+    /// [`RegistryError::InvalidUserId`] for user 0.
+    pub async fn list_devices(
+        &self,
+        user_id: u64,
+    ) -> Result<std::result::Result<Vec<Device>, RegistryError>> {
+        let pre = self.registry()?;
+        self.within_deadline(async move {
+            let mut store = self.new_store();
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .push_devices_registry()
+                .call_list_devices(&mut store, user_id)
+                .await
+        })
+        .await
+        .map_err(|e| e.context("push:devices/registry.list-devices failed"))
+    }
+
+    /// Removes `(provider, token)` from every account holding it and returns how many
+    /// did, from the component's `push:devices/registry.invalidate` on a fresh instance.
+    ///
+    /// A VoIP token (`Provider::ApnsVoip`, `Provider::ApnsInternalVoip`) is removed on its
+    /// own: the device keeps its regular token. Errors as for [`Host::list_devices`]; a
+    /// token malformed for its provider is [`RegistryError::InvalidToken`].
+    pub async fn invalidate(
+        &self,
+        provider: Provider,
+        token: &str,
+        reason: InvalidationReason,
+    ) -> Result<std::result::Result<u32, RegistryError>> {
+        let pre = self.registry()?;
+        self.within_deadline(async move {
+            let mut store = self.new_store();
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .push_devices_registry()
+                .call_invalidate(&mut store, provider, token, reason)
+                .await
+        })
+        .await
+        .map_err(|e| e.context("push:devices/registry.invalidate failed"))
+    }
+
+    /// Whether the component exports `push:devices/registry@0.1.0`, i.e. whether
+    /// [`Host::list_devices`] and [`Host::invalidate`] can work.
+    pub fn has_registry(&self) -> bool {
+        self.inner.registry.is_ok()
+    }
+
+    fn registry(&self) -> Result<&PushDevicesPre<RequestState>> {
+        self.inner.registry.as_ref().map_err(|why| {
+            format_err!(
+                "the component does not export {} (built before it existed?): {why}",
+                registry::INTERFACE
+            )
+        })
+    }
+
+    /// Runs one guest call under [`HostConfig::request_timeout`]. The store's epoch
+    /// callback ([`Host::new_store`]) interrupts a busy guest; this outer timeout also
+    /// covers a guest waiting on something that never comes.
+    async fn within_deadline<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
         let timeout = self.inner.request_timeout;
-        // The epoch callback interrupts a busy guest; this outer timeout also covers a
-        // guest waiting on something that never comes.
-        match tokio::time::timeout(timeout + EPOCH_SLACK, self.run(req, timeout)).await {
+        match tokio::time::timeout(timeout + EPOCH_SLACK, call).await {
             Ok(result) => result,
             Err(_) => Err(format_err!("request timed out after {timeout:?}")),
         }
@@ -336,13 +440,13 @@ impl Host {
         }
     }
 
-    async fn run(
-        &self,
-        req: http::Request<Bytes>,
-        timeout: Duration,
-    ) -> Result<http::Response<Bytes>> {
+    /// A fresh store for one guest call (an HTTP request or a typed call): its own WASI,
+    /// HTTP and resource state over the shared backend and variables, and an epoch
+    /// callback that yields to tokio every tick and fails the call past
+    /// [`HostConfig::request_timeout`].
+    fn new_store(&self) -> Store<RequestState> {
         let mut store = Store::new(self.inner.proxy.engine(), self.new_state());
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + self.inner.request_timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -356,7 +460,11 @@ impl Host {
                 ))
             }
         });
+        store
+    }
 
+    async fn run(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let mut store = self.new_store();
         let req = req.map(|body| {
             Full::new(body)
                 .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })

@@ -81,6 +81,7 @@ async fn respond(
     // Path only: the query, headers and bodies may carry secrets and never hit the log.
     let path = req.uri().path().to_owned();
     let (status, detail, resp) = match read_request(host, req).await {
+        Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => (status, None, too_large()),
         Err(status) => (status, None, plain(status)),
         Ok(req) => match host.handle_from(req, Some(client)).await {
             Ok(resp) => (resp.status(), None, resp.map(Full::new)),
@@ -109,6 +110,25 @@ async fn read_request(
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Err(_) => Err(StatusCode::BAD_REQUEST),
     }
+}
+
+/// The component's own 413 (`{"message": "Request entity too large", "code": 40005}`), built
+/// by its own code: a body over the host's cap gets the answer the component gives one over
+/// its 16 KiB limit.
+fn too_large() -> Response<Full<Bytes>> {
+    let answer = push_devices::error::ApiError::PayloadTooLarge.into_response();
+    let mut resp = Response::new(Full::new(Bytes::from(answer.body)));
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::PAYLOAD_TOO_LARGE);
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::try_from(value),
+        ) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
 }
 
 fn plain(status: StatusCode) -> Response<Full<Bytes>> {

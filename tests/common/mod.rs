@@ -5,7 +5,10 @@
 use push_devices::cas;
 use push_devices::registry::{TokenHolders, UserRecord};
 use push_devices::token::{Keyring, Purpose};
-use push_devices_host::{GuestOutput, Host, HostConfig, KvBackend, OutputCapture, ServerHandle, StoreChoice};
+use push_devices_host::{
+    Device, GuestOutput, Host, HostConfig, InvalidationReason, KvBackend, OutputCapture, Provider, RegistryError,
+    ServerHandle, StoreChoice,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -89,9 +92,19 @@ impl Reply {
 
 impl Server {
     pub fn start(variables: BTreeMap<String, String>, store: StoreChoice) -> Server {
+        Server::start_with(variables, store, |_| {})
+    }
+
+    /// As [`Server::start`], with a last say on the host's configuration.
+    pub fn start_with(
+        variables: BTreeMap<String, String>,
+        store: StoreChoice,
+        tweak: impl FnOnce(&mut HostConfig),
+    ) -> Server {
         let mut config = HostConfig::new(component());
         config.variables = variables;
         config.store = store;
+        tweak(&mut config);
         let output = OutputCapture::new();
         config.guest_output = GuestOutput::Capture(output.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -159,6 +172,29 @@ impl Server {
             .collect();
         tokens.sort();
         tokens
+    }
+
+    /// Runs a typed call on the host to completion from a sync test, on the server's runtime:
+    /// `s.block_on(s.host.list_devices(user))`.
+    pub fn block_on<F: std::future::Future>(&self, call: F) -> F::Output {
+        self.runtime.block_on(call)
+    }
+
+    /// `list-devices` through the typed export; panics on a trap (with the guest's output).
+    pub fn list_devices(&self, user: u64) -> Result<Vec<Device>, RegistryError> {
+        self.block_on(self.host.list_devices(user))
+            .unwrap_or_else(|e| panic!("list-devices({user}) trapped: {e:#}\n{}", self.output.contents()))
+    }
+
+    /// `invalidate` through the typed export; panics on a trap (with the guest's output).
+    pub fn invalidate(
+        &self,
+        provider: Provider,
+        token: &str,
+        reason: InvalidationReason,
+    ) -> Result<u32, RegistryError> {
+        self.block_on(self.host.invalidate(provider, token, reason))
+            .unwrap_or_else(|e| panic!("invalidate({token}) trapped: {e:#}\n{}", self.output.contents()))
     }
 
     pub fn backend(&self) -> Arc<dyn KvBackend> {
