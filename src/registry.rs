@@ -119,13 +119,10 @@ impl<'s, S: KvStore> Registry<'s, S> {
         })
     }
 
-    /// Removes a device from `user`; removing one it does not have is fine.
+    /// Removes a device (or a device's VoIP token) from `user`; removing one it does not have is
+    /// fine, and also clears a holders entry left behind by an earlier failed request.
     pub fn unregister(&self, user: u64, token: &PushToken) -> Result<(), StoreError> {
-        self.edit_user(user, |devices| {
-            let before = devices.len();
-            devices.retain(|d| !d.is(token.provider, &token.token));
-            devices.len() != before
-        })
+        self.drop_token(user, token.provider, &token.token).map(|_| ())
     }
 
     /// Makes `device` registered for exactly `caller` and `named`: accounts lacking it get it
@@ -273,8 +270,12 @@ impl<'s, S: KvStore> Registry<'s, S> {
 
     /// Drops `user` from the index of each token in `gone`, then fences the account record.
     fn unindex(&self, user: u64, gone: &TokenSet) -> Result<(), StoreError> {
+        let mut removed_any = false;
         for (provider, token) in gone {
-            self.index_remove(&keys::token_holders(*provider, token), user)?;
+            removed_any |= self.index_remove(&keys::token_holders(*provider, token), user)?;
+        }
+        if !removed_any {
+            return Ok(()); // nothing was unindexed, so no concurrent re-add can have been missed
         }
         let key = keys::user(user);
         cas::update(self.store, &key, Expect::Existing, |current: Option<UserRecord>| {
@@ -305,18 +306,19 @@ impl<'s, S: KvStore> Registry<'s, S> {
 
     /// Emptied entries stay as `{"users": []}`: deleting a key is a blind write that could drop
     /// a holder added concurrently, and a deleted key would be created again under quirk 1.
-    fn index_remove(&self, key: &str, user: u64) -> Result<(), StoreError> {
-        cas::update(self.store, key, Expect::Existing, |current: Option<TokenHolders>| {
-            let Some(mut holders) = current else { return Ok(Step::Keep(())) };
+    /// Returns whether `user` was listed (and so removed).
+    fn index_remove(&self, key: &str, user: u64) -> Result<bool, StoreError> {
+        let (removed, _) = cas::update(self.store, key, Expect::Existing, |current: Option<TokenHolders>| {
+            let Some(mut holders) = current else { return Ok(Step::Keep(false)) };
             match holders.users.binary_search(&user) {
-                Err(_) => Ok(Step::Keep(())),
+                Err(_) => Ok(Step::Keep(false)),
                 Ok(at) => {
                     holders.users.remove(at);
-                    Ok(Step::Write(holders, ()))
+                    Ok(Step::Write(holders, true))
                 }
             }
         })?;
-        Ok(())
+        Ok(removed)
     }
 }
 

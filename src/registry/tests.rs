@@ -92,6 +92,22 @@ fn unregister_removes_and_tolerates_absence() {
 }
 
 #[test]
+fn unregister_clears_a_stale_holders_entry() {
+    // An earlier request indexed the token, then failed before writing the account record.
+    let store = MemStore::new();
+    Registry::new(&store, Limits::default(), NOW).index_add(&keys::token_holders(Provider::Gcm, "t"), 9).unwrap();
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "t").unwrap(), [9]);
+    let before = store.calls();
+    registry(&store, NOW).unregister(9, &push(Provider::Gcm, "t")).unwrap();
+    assert!(registry(&store, NOW).holders(Provider::Gcm, "t").unwrap().is_empty());
+    // Removing what is nowhere costs a read of each, no fence.
+    let before_nothing = store.calls();
+    registry(&store, NOW).unregister(9, &push(Provider::Gcm, "t")).unwrap();
+    assert_eq!(store.calls() - before_nothing, 2);
+    assert!(store.calls() - before > 2);
+}
+
+#[test]
 fn cap_evicts_the_least_recently_registered() {
     let store = MemStore::new();
     let limits = Limits { max_devices: 3, ..Limits::default() };
