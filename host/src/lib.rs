@@ -98,7 +98,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use imports::KvShared;
 use registry::PushDevicesPre;
-use state::{DenyOutbound, RequestState};
+use state::{DenyOutbound, MemoryProbe, PeakMemory, RequestState};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -264,6 +264,17 @@ struct Inner {
     max_request_body: usize,
     guest_output: GuestOutput,
     routes: Routes,
+    /// Largest linear memory of one request since the last `take_peak_memory`.
+    peak_memory: Arc<PeakMemory>,
+}
+
+/// Linear memory of the largest request since the last [`Host::take_peak_memory`], in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestMemory {
+    /// All linear memories of one instance together (initial sizes plus growth).
+    pub total: usize,
+    /// The largest single linear memory.
+    pub largest: usize,
 }
 
 impl Host {
@@ -305,6 +316,7 @@ impl Host {
                 max_request_body: config.max_request_body,
                 guest_output: config.guest_output,
                 routes: config.routes,
+                peak_memory: Arc::default(),
             }),
         })
     }
@@ -437,6 +449,18 @@ impl Host {
             hooks: DenyOutbound,
             kv: Arc::clone(&self.inner.kv),
             variables: Arc::clone(&self.inner.variables),
+            memory: MemoryProbe::new(Arc::clone(&self.inner.peak_memory)),
+        }
+    }
+
+    /// The linear memory of the largest request (instance) since the last call, then resets.
+    /// Every request's store records its memories' initial sizes and growth through a
+    /// `wasmtime::ResourceLimiter` that refuses nothing; the benchmark reads it per route.
+    pub fn take_peak_memory(&self) -> RequestMemory {
+        use std::sync::atomic::Ordering::Relaxed;
+        RequestMemory {
+            total: self.inner.peak_memory.total.swap(0, Relaxed),
+            largest: self.inner.peak_memory.largest.swap(0, Relaxed),
         }
     }
 
@@ -446,6 +470,7 @@ impl Host {
     /// [`HostConfig::request_timeout`].
     fn new_store(&self) -> Store<RequestState> {
         let mut store = Store::new(self.inner.proxy.engine(), self.new_state());
+        store.limiter(|state| &mut state.memory);
         let deadline = Instant::now() + self.inner.request_timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {

@@ -18,6 +18,7 @@ pub(crate) struct RequestState {
     pub(crate) hooks: DenyOutbound,
     pub(crate) kv: Arc<KvShared>,
     pub(crate) variables: Arc<BTreeMap<String, String>>,
+    pub(crate) memory: MemoryProbe,
 }
 
 impl WasiView for RequestState {
@@ -63,5 +64,64 @@ impl WasiHttpHooks for DenyOutbound {
             request.uri().authority().map(|a| a.as_str()).unwrap_or("?")
         );
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Linear memory one request used: a [`wasmtime::ResourceLimiter`] on each request's store
+/// that allows every growth and records it, folding the request's total into a shared peak
+/// when the store drops. Read with [`crate::Host::take_peak_memory`]; the benchmark uses it.
+pub(crate) struct MemoryProbe {
+    peak: Arc<PeakMemory>,
+    /// Bytes of all linear memories of this request (initial sizes plus growth).
+    total: usize,
+    /// The largest single memory of this request.
+    largest: usize,
+}
+
+/// The largest request seen since the last [`crate::Host::take_peak_memory`].
+#[derive(Debug, Default)]
+pub(crate) struct PeakMemory {
+    pub(crate) total: std::sync::atomic::AtomicUsize,
+    pub(crate) largest: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryProbe {
+    pub(crate) fn new(peak: Arc<PeakMemory>) -> Self {
+        MemoryProbe {
+            peak,
+            total: 0,
+            largest: 0,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryProbe {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Called for each memory's initial allocation too (current = 0).
+        self.total += desired.saturating_sub(current);
+        self.largest = self.largest.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl Drop for MemoryProbe {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.peak.total.fetch_max(self.total, Relaxed);
+        self.peak.largest.fetch_max(self.largest, Relaxed);
     }
 }
