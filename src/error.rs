@@ -45,7 +45,7 @@ struct MessageBody<'a> {
 #[derive(Serialize)]
 struct RateLimitedBody<'a> {
     message: &'a str,
-    retry_after: serde_json::Number,
+    retry_after: Box<serde_json::value::RawValue>,
     global: bool,
 }
 
@@ -73,12 +73,13 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         let status = self.status();
         if let ApiError::RateLimited(standing) = &self {
-            // Seconds as a float with millisecond precision, as Discord sends it.
-            let retry_after = ratelimit::seconds(standing.reset_after_ms())
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .unwrap_or_else(|| serde_json::Number::from(0));
+            // Seconds with millisecond precision, as Discord sends it; written as digits rather
+            // than through an f64, which would pull float parsing and printing into the .wasm.
+            let digits = ratelimit::seconds(standing.reset_after_ms());
+            let trimmed = digits.trim_end_matches('0');
+            let number = if trimmed.ends_with('.') { format!("{trimmed}0") } else { trimmed.to_owned() };
+            let retry_after = serde_json::value::RawValue::from_string(number)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
             let body = json::to_vec(&RateLimitedBody {
                 message: "You are being rate limited.",
                 retry_after,
@@ -120,5 +121,27 @@ impl ApiError {
             ApiError::RateLimited(_) => Vec::new(), // answered above
         };
         Response::json(status, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(reset_after_ms: u64) -> String {
+        let standing = Standing { limit: 10, remaining: 0, reset_at_ms: 1_000_000 + reset_after_ms, now_ms: 1_000_000, limited: true };
+        let body = String::from_utf8(ApiError::RateLimited(standing).into_response().body).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["global"], false);
+        body.split("\"retry_after\": ").nth(1).unwrap().split(',').next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn retry_after_is_a_plain_json_number() {
+        assert_eq!(retry_after(59_000), "59.0");
+        assert_eq!(retry_after(44_500), "44.5");
+        assert_eq!(retry_after(58_750), "58.75");
+        assert_eq!(retry_after(1), "0.001");
+        assert_eq!(retry_after(0), "0.0");
     }
 }

@@ -1,7 +1,7 @@
 //! The Spin glue, and the only code that touches the SDK: the exported HTTP handler, the
 //! `wasi:keyvalue` bucket behind [`KvStore`], and Spin variables. Built for `wasm32` only.
 
-use crate::http::{Body, MAX_BODY_BYTES, Request, Response};
+use crate::http::{Body, MAX_BODY_BYTES, READ_HEADERS, Request, Response};
 use crate::service::{self, Platform};
 use crate::store::{KvStore, StoreError, Swap};
 use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -18,13 +18,19 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 fn read_request(req: IncomingRequest) -> Request {
     let method = req.method().to_string();
     let path = req.path_with_query().unwrap_or_default();
-    let headers = req
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
-        .collect();
-    Request { method, path, headers, body: read_body(req) }
+    let headers = {
+        let fields = req.headers();
+        READ_HEADERS
+            .iter()
+            .filter_map(|name| fields.get(name).into_iter().next().map(|v| ((*name).to_owned(), v)))
+            .collect()
+    };
+    // No route reads the body of a GET.
+    let body = match method.as_str() {
+        "GET" | "HEAD" => Body::default(),
+        _ => read_body(req),
+    };
+    Request { method, path, headers, body }
 }
 
 /// Reads at most one byte past the limit, so a huge body costs no memory.
