@@ -796,6 +796,22 @@ fn fmt_us(x: f64) -> String {
     }
 }
 
+/// One row of the per-store table: a wasm case beside its native counterpart and the floor.
+fn row(label: &str, users: &str, w: &Samples, n: &Samples, floor: f64) -> String {
+    format!(
+        "| {label} | {users} | {} | {} | {:.2} | {} | {} | {:.1} | {} / {} | {} KiB |\n",
+        fmt_us(w.median()),
+        fmt_us(w.p99()),
+        w.median() / floor,
+        fmt_us(n.median()),
+        fmt_us(n.p99()),
+        (w.median() - floor) / n.median(),
+        w.calls_text(),
+        n.calls_text(),
+        w.memory / 1024
+    )
+}
+
 struct Check {
     what: String,
     figure: String,
@@ -823,36 +839,11 @@ fn report(store: &str, res: &Results, scales: &[Scale], checks: &mut Vec<Check>)
                 continue;
             };
             let over = (w.median() - floor) / n.median();
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {} / {} | {} KiB |\n",
-                route.name(),
-                sc.name,
-                fmt_us(w.median()),
-                fmt_us(w.p99()),
-                w.median() / floor,
-                fmt_us(n.median()),
-                fmt_us(n.p99()),
-                over,
-                w.calls_text(),
-                n.calls_text(),
-                w.memory / 1024
-            ));
+            out.push_str(&row(&route.name(), sc.name, w, n, floor));
             if route == Route::List
                 && let Some(t) = get(sc.name, Kind::Typed, &route.name())
             {
-                out.push_str(&format!(
-                    "| list-devices (typed call) | {} | {} | {} | {:.2} | {} | {} | {:.1} | {} / {} | {} KiB |\n",
-                    sc.name,
-                    fmt_us(t.median()),
-                    fmt_us(t.p99()),
-                    t.median() / floor,
-                    fmt_us(n.median()),
-                    fmt_us(n.p99()),
-                    (t.median() - floor) / n.median(),
-                    t.calls_text(),
-                    n.calls_text(),
-                    t.memory / 1024
-                ));
+                out.push_str(&row("list-devices (typed call)", sc.name, t, n, floor));
             }
             if sc.name == scales[0].name {
                 checks.push(Check {
@@ -877,19 +868,7 @@ fn report(store: &str, res: &Results, scales: &[Scale], checks: &mut Vec<Check>)
             get(sc.name, Kind::Wasm, &Route::Reregister.name()),
             get(sc.name, Kind::Native, &Route::Reregister.name()),
         ) {
-            out.push_str(&format!(
-                "| re-register, rate limiter on | {} | {} | {} | {:.2} | {} | {} | {:.1} | {} / {} | {} KiB |\n",
-                sc.name,
-                fmt_us(w.median()),
-                fmt_us(w.p99()),
-                w.median() / floor,
-                fmt_us(n.median()),
-                fmt_us(n.p99()),
-                (w.median() - floor) / n.median(),
-                w.calls_text(),
-                n.calls_text(),
-                w.memory / 1024
-            ));
+            out.push_str(&row("re-register, rate limiter on", sc.name, w, n, floor));
             checks.push(Check {
                 what: format!(
                     "{store}, {} users: rate limiter's cost on re-register",
