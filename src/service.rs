@@ -79,21 +79,36 @@ struct DevicesBody<'a> {
     devices: Vec<DeviceView<'a>>,
 }
 
-/// The live devices of a user: the internal API and the typed interface share it.
+/// The live devices of a user, for the typed interface.
 pub fn list_devices<P: Platform>(platform: &P, user: u64) -> Result<Vec<Device>, ApiError> {
-    let config = Config::load(|name| platform.variable(name))?;
-    let store = platform.open_store(&config.store_label)?;
-    Ok(Registry::new(&store, config.limits, platform.now_ms()).devices(user)?)
+    list_devices_with(platform, &Config::load(|name| platform.variable(name))?, user)
 }
 
-/// Drops a dead token from every account holding it; returns how many did.
+/// Drops a dead token from every account holding it, for the typed interface; returns how
+/// many did.
 pub fn invalidate<P: Platform>(
     platform: &P,
     provider: Provider,
     token: &str,
     reason: InvalidationReason,
 ) -> Result<usize, ApiError> {
-    let config = Config::load(|name| platform.variable(name))?;
+    invalidate_with(platform, &Config::load(|name| platform.variable(name))?, provider, token, reason)
+}
+
+/// The internal API and the typed interface share these; the HTTP path has already read its
+/// configuration and passes it in.
+fn list_devices_with<P: Platform>(platform: &P, config: &Config, user: u64) -> Result<Vec<Device>, ApiError> {
+    let store = platform.open_store(&config.store_label)?;
+    Ok(Registry::new(&store, config.limits, platform.now_ms()).devices(user)?)
+}
+
+fn invalidate_with<P: Platform>(
+    platform: &P,
+    config: &Config,
+    provider: Provider,
+    token: &str,
+    reason: InvalidationReason,
+) -> Result<usize, ApiError> {
     let store = platform.open_store(&config.store_label)?;
     let removed = Registry::new(&store, config.limits, platform.now_ms()).invalidate(provider, token)?;
     eprintln!(
@@ -187,13 +202,13 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
             })
         }
         Route::InternalDevices { user_id } => {
-            let devices = list_devices(platform, user_id)?;
+            let devices = list_devices_with(platform, &config, user_id)?;
             let body = DevicesBody { devices: devices.iter().map(DeviceView::from).collect() };
             Ok(Response::json(200, json::to_vec(&body)))
         }
         Route::InternalInvalidate => {
             let request = form::parse_invalidation(body)?;
-            invalidate(platform, request.device.provider, &request.device.token, request.reason)?;
+            invalidate_with(platform, &config, request.device.provider, &request.device.token, request.reason)?;
             Ok(Response::no_content())
         }
     }
