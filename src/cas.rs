@@ -51,41 +51,18 @@ pub enum Step<T, R> {
     Write(T, R),
 }
 
-/// What the caller expects to find at a key; only changes how many store calls it takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// Read first, then compare-and-swap.
-    Existing,
-    /// Claim the key's creation first: when the claim is the first ever, the key cannot exist
-    /// yet and is written straight away (two calls instead of read, claim and write). Used for
-    /// holders entries of tokens, which are nearly always new.
-    New,
-}
-
 /// Applies `edit` to the record at `key` until a write lands unconflicted. `edit` may run several
 /// times and may itself call the store (it runs between the read and the swap).
 /// Returns the edit's result and, when it wrote, the exact bytes stored.
 pub fn update<S, T, R>(
     store: &S,
     key: &str,
-    expect: Expect,
     mut edit: impl FnMut(Option<T>) -> Result<Step<T, R>, StoreError>,
 ) -> Result<(R, Option<Vec<u8>>), StoreError>
 where
     S: KvStore,
     T: Record,
 {
-    // Keys written here are never deleted, so the first claim proves the key absent.
-    if expect == Expect::New && store.increment(&keys::creation_claim(key), 1)? == 1 {
-        return match edit(None)? {
-            Step::Keep(result) => Ok((result, None)),
-            Step::Write(record, result) => {
-                let bytes = encode(&record);
-                store.set(key, &bytes)?;
-                Ok((result, Some(bytes)))
-            }
-        };
-    }
     for attempt in 0..MAX_ATTEMPTS {
         let (cas, current) = store.watch(key)?;
         let record = current.as_deref().map(|b| decode::<T>(key, b)).transpose()?;

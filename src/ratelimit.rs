@@ -81,7 +81,7 @@ pub fn consume<S: KvStore>(store: &S, user: u64, policy: Policy, now_ms: u64) ->
     if policy.limit == 0 {
         return Ok(None);
     }
-    let (standing, _) = cas::update(store, &key(user, WRITE_BUCKET), cas::Expect::Existing, |current: Option<Window>| {
+    let (standing, _) = cas::update(store, &key(user, WRITE_BUCKET), |current: Option<Window>| {
         let window = current.filter(|w| now_ms < w.start.saturating_add(policy.window_ms) && w.start <= now_ms);
         let (start, count) = window.map_or((now_ms, 0), |w| (w.start, w.count));
         let mut standing = Standing {

@@ -2,8 +2,11 @@
 //!
 //! - `pd:u:<user>` ([`UserRecord`]): the account's devices, newest registration wins, at most
 //!   `max_devices` (the least recently registered is evicted), expired after `device_ttl`.
-//! - `pd:t:<digest>` ([`TokenHolders`]): the accounts holding one (provider, token), so sync and
-//!   invalidation find them without a scan.
+//! - `pd:i:<shard>` ([`IndexShard`]): for each (provider, token) whose digest falls in the shard,
+//!   the accounts holding it, so sync and invalidation find them without a scan. A token's entry
+//!   leaves the shard with its last holder, so the index never outgrows the live tokens plus a
+//!   fixed number of shard keys ([`keys::INDEX_SHARDS`]), whatever tokens clients send: keys
+//!   cannot be deleted safely (a delete is a blind write), entries inside a key can.
 //!
 //! Invariant: the holders index never misses a holder. Adding a token writes the index before
 //! the account record. Removing one writes the account record, then the index, then *fences* the
@@ -11,13 +14,13 @@
 //! request put the token back meanwhile), so a writer that checked the index before our removal
 //! cannot then store a record holding the token without its swap failing and going round again.
 
-use crate::cas::{self, Expect, Record, SCHEMA, Step};
+use crate::cas::{self, Record, SCHEMA, Step};
 use crate::device::{DEFAULT_BUNDLE_ID, Device, Provider};
 use crate::form::{PushToken, Registration};
-use crate::keys;
+use crate::keys::{self, IndexSlot};
 use crate::store::{KvStore, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Registry settings from the component's variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +51,21 @@ impl Record for UserRecord {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenHolders {
+pub struct IndexShard {
     pub v: u32,
-    /// Sorted, unique. May list an account that no longer holds the token (after a failure
-    /// mid-request) but never misses one that does.
-    pub users: Vec<u64>,
+    /// Token entry ([`IndexSlot::entry`]) to the accounts holding it: sorted, unique, never
+    /// empty. May list an account that no longer holds the token (after a failure mid-request)
+    /// but never misses one that does.
+    pub tokens: BTreeMap<String, Vec<u64>>,
 }
 
-impl Record for TokenHolders {
+impl IndexShard {
+    pub fn holders(&self, entry: &str) -> &[u64] {
+        self.tokens.get(entry).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Record for IndexShard {
     fn version(&self) -> u32 {
         self.v
     }
@@ -96,10 +106,10 @@ impl<'s, S: KvStore> Registry<'s, S> {
 
     /// Accounts the holders index lists for a token (a superset of the true holders).
     pub fn holders(&self, provider: Provider, token: &str) -> Result<Vec<u64>, StoreError> {
-        let key = keys::token_holders(provider, token);
-        match self.store.get(&key)? {
+        let slot = keys::token_index(provider, token);
+        match self.store.get(&slot.shard)? {
             None => Ok(Vec::new()),
-            Some(bytes) => Ok(cas::decode::<TokenHolders>(&key, &bytes)?.users),
+            Some(bytes) => Ok(cas::decode::<IndexShard>(&slot.shard, &bytes)?.holders(&slot.entry).to_vec()),
         }
     }
 
@@ -239,13 +249,16 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// The one way an account record changes. `edit` gets the live devices (expired ones
     /// already dropped) and says whether it changed them. Tokens the edit adds are indexed
     /// before the record is written; tokens it removes are unindexed after, then fenced.
+    /// When the write fails, the index entries this call added are taken back, so a failed
+    /// request does not leave the account listed for a token it does not hold.
     fn edit_user(
         &self,
         user: u64,
         mut edit: impl FnMut(&mut Vec<Device>) -> bool,
     ) -> Result<(), StoreError> {
         let key = keys::user(user);
-        let (removed, _) = cas::update(self.store, &key, Expect::Existing, |current: Option<UserRecord>| {
+        let mut indexed = TokenSet::new();
+        let outcome = cas::update(self.store, &key, |current: Option<UserRecord>| {
             let mut record = current.unwrap_or(UserRecord { v: SCHEMA, rev: 0, devices: Vec::new() });
             let before = tokens_of(&record.devices);
             let count = record.devices.len();
@@ -256,33 +269,63 @@ impl<'s, S: KvStore> Registry<'s, S> {
             }
             let after = tokens_of(&record.devices);
             for (provider, token) in after.difference(&before) {
-                self.index_add(&keys::token_holders(*provider, token), user)?;
+                self.index_add(&keys::token_index(*provider, token), user)?;
+                indexed.insert((*provider, token.clone()));
             }
             record.rev += 1;
             let removed: TokenSet = before.difference(&after).cloned().collect();
             Ok(Step::Write(record, removed))
-        })?;
+        });
+        let removed = match outcome {
+            Ok((removed, _)) => removed,
+            Err(e) => {
+                if !indexed.is_empty() {
+                    self.take_back(user, &indexed);
+                }
+                return Err(e);
+            }
+        };
         if !removed.is_empty() {
             self.unindex(user, &removed)?;
         }
         Ok(())
     }
 
+    /// After a failed write: unindexes the tokens the account record does not hold. The record
+    /// is read again first, because a write reported failed may have landed, and then its
+    /// tokens must stay indexed. Best effort: the store has just failed, and the caller gets
+    /// that first error, not this one.
+    fn take_back(&self, user: u64, indexed: &TokenSet) {
+        let key = keys::user(user);
+        let held = match self.store.get(&key) {
+            Ok(None) => TokenSet::new(),
+            Ok(Some(bytes)) => match cas::decode::<UserRecord>(&key, &bytes) {
+                Ok(record) => tokens_of(&record.devices),
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let stray: TokenSet = indexed.difference(&held).cloned().collect();
+        if !stray.is_empty() {
+            let _ = self.unindex(user, &stray);
+        }
+    }
+
     /// Drops `user` from the index of each token in `gone`, then fences the account record.
     fn unindex(&self, user: u64, gone: &TokenSet) -> Result<(), StoreError> {
         let mut removed_any = false;
         for (provider, token) in gone {
-            removed_any |= self.index_remove(&keys::token_holders(*provider, token), user)?;
+            removed_any |= self.index_remove(&keys::token_index(*provider, token), user)?;
         }
         if !removed_any {
             return Ok(()); // nothing was unindexed, so no concurrent re-add can have been missed
         }
         let key = keys::user(user);
-        cas::update(self.store, &key, Expect::Existing, |current: Option<UserRecord>| {
+        cas::update(self.store, &key, |current: Option<UserRecord>| {
             let Some(mut record) = current else { return Ok(Step::Keep(())) };
             let now_held = tokens_of(&record.devices);
             for (provider, token) in gone.intersection(&now_held) {
-                self.index_add(&keys::token_holders(*provider, token), user)?;
+                self.index_add(&keys::token_index(*provider, token), user)?;
             }
             record.rev += 1;
             Ok(Step::Write(record, ()))
@@ -290,31 +333,38 @@ impl<'s, S: KvStore> Registry<'s, S> {
         Ok(())
     }
 
-    fn index_add(&self, key: &str, user: u64) -> Result<(), StoreError> {
-        cas::update(self.store, key, Expect::New, |current: Option<TokenHolders>| {
-            let mut holders = current.unwrap_or(TokenHolders { v: SCHEMA, users: Vec::new() });
-            match holders.users.binary_search(&user) {
+    /// Shards are created once and then always exist, so they are read and swapped directly;
+    /// the first write to a shard also claims its creation (one call more, once per shard).
+    fn index_add(&self, slot: &IndexSlot, user: u64) -> Result<(), StoreError> {
+        cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
+            let mut shard = current.unwrap_or(IndexShard { v: SCHEMA, tokens: BTreeMap::new() });
+            let holders = shard.tokens.entry(slot.entry.clone()).or_default();
+            match holders.binary_search(&user) {
                 Ok(_) => Ok(Step::Keep(())),
                 Err(at) => {
-                    holders.users.insert(at, user);
-                    Ok(Step::Write(holders, ()))
+                    holders.insert(at, user);
+                    Ok(Step::Write(shard, ()))
                 }
             }
         })?;
         Ok(())
     }
 
-    /// Emptied entries stay as `{"users": []}`: deleting a key is a blind write that could drop
-    /// a holder added concurrently, and a deleted key would be created again under quirk 1.
-    /// Returns whether `user` was listed (and so removed).
-    fn index_remove(&self, key: &str, user: u64) -> Result<bool, StoreError> {
-        let (removed, _) = cas::update(self.store, key, Expect::Existing, |current: Option<TokenHolders>| {
-            let Some(mut holders) = current else { return Ok(Step::Keep(false)) };
-            match holders.users.binary_search(&user) {
+    /// Returns whether `user` was listed (and so removed). A token's last holder takes its entry
+    /// out of the shard; the shard key itself stays (deleting a key is a blind write that could
+    /// drop an entry added concurrently).
+    fn index_remove(&self, slot: &IndexSlot, user: u64) -> Result<bool, StoreError> {
+        let (removed, _) = cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
+            let Some(mut shard) = current else { return Ok(Step::Keep(false)) };
+            let Some(holders) = shard.tokens.get_mut(&slot.entry) else { return Ok(Step::Keep(false)) };
+            match holders.binary_search(&user) {
                 Err(_) => Ok(Step::Keep(false)),
                 Ok(at) => {
-                    holders.users.remove(at);
-                    Ok(Step::Write(holders, true))
+                    holders.remove(at);
+                    if holders.is_empty() {
+                        shard.tokens.remove(&slot.entry);
+                    }
+                    Ok(Step::Write(shard, true))
                 }
             }
         })?;

@@ -1,6 +1,6 @@
 //! Durability and concurrency through the real component: SQLite persistence across restarts,
-//! a limit shared by two hosts on one file, and 64 concurrent clients against perfect and
-//! Spin-quirky stores.
+//! a limit shared by two hosts on one file, 64 concurrent clients against perfect and
+//! Spin-quirky stores, and a store that does not grow with the tokens clients send.
 
 mod common;
 
@@ -103,4 +103,43 @@ fn sixty_four_concurrent_clients_survive_spin_store_quirks() {
         let server = Server::start(stampede_variables(), StoreChoice::Custom(backend));
         stampede(&server, true);
     }
+}
+
+#[test]
+fn tokens_that_come_and_go_leave_the_store_as_large_as_before() {
+    // A client stuck registering ever-new tokens and dropping them again (DELETE, or the
+    // gateway invalidating them): after the first round has touched its index shards, a
+    // second round of other tokens landing in the same shards adds no key and no byte to
+    // the index. Only the account's revision counter moves.
+    let server = Server::start(stampede_variables(), StoreChoice::Memory);
+    let round = |tokens: &[String]| {
+        for (i, token) in tokens.iter().enumerate() {
+            assert_eq!(server.register(700, "gcm", token).status, 204);
+            let device = format!(r#""provider": "gcm", "token": "{token}""#);
+            let r = if i % 2 == 0 {
+                server.call("DELETE", "/users/@me/devices", Some(700), &format!("{{{device}}}"))
+            } else {
+                let body = format!(r#"{{{device}, "reason": "unregistered"}}"#);
+                server.admin("POST", "/internal/devices/invalidate", &body)
+            };
+            assert!(r.status == 204 || r.status == 200, "{}: {}", r.status, r.body);
+        }
+    };
+    assert_eq!(server.register(700, "gcm", "kept").status, 204);
+    let first: Vec<String> = (0..16).map(|i| format!("loop-{i}")).collect();
+    round(&first);
+    let settled = dump(&*server.backend());
+    let shard = |t: &str| push_devices::keys::token_index(push_devices::device::Provider::Gcm, t).shard;
+    let second: Vec<String> = first
+        .iter()
+        .map(|t| (0u64..).map(|i| format!("{t}-{i}")).find(|c| shard(c) == shard(t)).unwrap())
+        .collect();
+    round(&second);
+    let after = dump(&*server.backend());
+    assert_eq!(after.keys().collect::<Vec<_>>(), settled.keys().collect::<Vec<_>>());
+    for (key, value) in after.iter().filter(|(k, _)| !k.starts_with("pd:u:") && !k.starts_with("pd:r:")) {
+        assert_eq!(String::from_utf8_lossy(value), String::from_utf8_lossy(&settled[key]), "{key}");
+    }
+    assert_eq!(server.tokens_of(700), ["kept"]);
+    assert_store_invariants(&after, 64);
 }

@@ -95,7 +95,7 @@ fn unregister_removes_and_tolerates_absence() {
 fn unregister_clears_a_stale_holders_entry() {
     // An earlier request indexed the token, then failed before writing the account record.
     let store = MemStore::new();
-    Registry::new(&store, Limits::default(), NOW).index_add(&keys::token_holders(Provider::Gcm, "t"), 9).unwrap();
+    Registry::new(&store, Limits::default(), NOW).index_add(&keys::token_index(Provider::Gcm, "t"), 9).unwrap();
     assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "t").unwrap(), [9]);
     let before = store.calls();
     registry(&store, NOW).unregister(9, &push(Provider::Gcm, "t")).unwrap();
@@ -195,6 +195,71 @@ fn invalidate_removes_from_every_holder_and_voip_alone() {
     assert_invariants(&store, 20);
 }
 
+/// `n` GCM tokens other than `token` whose index entries land in `token`'s shard.
+fn same_shard_as(token: &str, n: usize) -> Vec<String> {
+    let shard = keys::token_index(Provider::Gcm, token).shard;
+    (0u64..)
+        .map(|i| format!("{token}-{i}"))
+        .filter(|t| keys::token_index(Provider::Gcm, t).shard == shard)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn tokens_come_and_go_without_growing_the_store() {
+    // A broken or hostile client cycling through ever-new tokens, by every route that removes
+    // one: once they are gone the store is exactly as large as after the first such round,
+    // because entries leave their shard and the shards are a fixed set of keys.
+    fn round(store: &MemStore, tokens: &[String]) {
+        let r = registry(store, NOW);
+        for (i, t) in tokens.iter().enumerate() {
+            r.register(1, &reg(Provider::Gcm, t)).unwrap();
+            match i % 3 {
+                0 => r.unregister(1, &push(Provider::Gcm, t)).unwrap(),
+                1 => {
+                    r.sync(1, &push(Provider::Gcm, t), &[2, 3]).unwrap();
+                    assert_eq!(r.invalidate(Provider::Gcm, t).unwrap(), 3);
+                }
+                _ => {
+                    r.sync(1, &push(Provider::Gcm, t), &[2]).unwrap();
+                    r.sync(2, &push(Provider::Gcm, t), &[]).unwrap(); // 1 loses it
+                    r.unregister(2, &push(Provider::Gcm, t)).unwrap();
+                }
+            }
+        }
+    }
+    let store = MemStore::new();
+    registry(&store, NOW).register(1, &reg(Provider::Gcm, "kept")).unwrap();
+    let first: Vec<String> = (0..24).map(|i| format!("first-{i}")).collect();
+    round(&store, &first);
+    let settled = store.dump();
+    let second: Vec<String> = first.iter().map(|t| same_shard_as(t, 1).remove(0)).collect();
+    round(&store, &second);
+    let after = store.dump();
+
+    let index = |dump: &std::collections::BTreeMap<String, Vec<u8>>| -> Vec<(String, String)> {
+        dump.iter()
+            .filter(|(k, _)| k.starts_with("pd:i:") && !k.ends_with(":claim"))
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    };
+    assert_eq!(after.keys().collect::<Vec<_>>(), settled.keys().collect::<Vec<_>>(), "new keys");
+    assert_eq!(index(&after), index(&settled), "the index kept something of a gone token");
+    // Account records differ only in their revision counter.
+    for (key, bytes) in after.iter().filter(|(k, _)| k.starts_with("pd:u:") && !k.ends_with(":claim")) {
+        let devices = |b: &[u8]| cas::decode::<UserRecord>(key, b).unwrap().devices;
+        assert_eq!(devices(bytes), devices(&settled[key]), "{key}");
+    }
+    // Only the kept token is left in the index, and it is still found.
+    let entries: usize = index(&after)
+        .iter()
+        .map(|(k, v)| cas::decode::<IndexShard>(k, v.as_bytes()).unwrap().tokens.len())
+        .sum();
+    assert_eq!(entries, 1);
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "kept").unwrap(), [1]);
+    assert_invariants(&store, 20);
+}
+
 #[test]
 fn store_call_budget() {
     let store = MemStore::new();
@@ -204,7 +269,12 @@ fn store_call_budget() {
     assert_eq!(store.calls() - before, 2, "re-registering: read and swap the account");
     let before = store.calls();
     registry(&store, NOW + 2).register(1, &reg(Provider::Gcm, "b")).unwrap();
-    assert_eq!(store.calls() - before, 4, "new device: read the account, claim and write the index, swap");
+    assert_eq!(store.calls() - before, 5, "new device, new shard: read the account, read, claim and write the shard, swap");
+    // Once the shard exists, a token landing in it costs a read and a swap of the shard.
+    let c = same_shard_as("b", 1)[0].clone();
+    let before = store.calls();
+    registry(&store, NOW + 3).register(1, &reg(Provider::Gcm, &c)).unwrap();
+    assert_eq!(store.calls() - before, 4, "new device: read the account, read and swap the shard, swap");
 }
 
 fn hammer(store: Arc<MemStore>, writers: usize, same_user: bool) {
@@ -370,5 +440,76 @@ fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
         a.join().unwrap();
     });
     assert_eq!(tokens(&store, 1, NOW + 2), ["t"]);
+    assert_invariants(&store, 20);
+}
+
+/// A store whose swaps of one key fail as if the connection dropped; with `land_first`, the
+/// first of them drops only the answer (the write lands, the caller sees an error), and from
+/// then on compare-and-swap reads of the key fail too: only plain reads get through.
+struct FailingSwaps<'a> {
+    inner: &'a MemStore,
+    key: &'static str,
+    land_first: bool,
+    swaps: std::sync::atomic::AtomicUsize,
+}
+
+impl KvStore for FailingSwaps<'_> {
+    type Cas = crate::memory::MemCas;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.get_many(keys)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)
+    }
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
+        if self.land_first && key == self.key && self.swaps.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Err(StoreError::Unavailable("connection reset".into()));
+        }
+        self.inner.watch(key)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<crate::store::Swap, StoreError> {
+        if key_of(&cas) == self.key {
+            if self.land_first && self.swaps.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                self.inner.swap(cas, value)?;
+            }
+            return Err(StoreError::Unavailable("connection reset".into()));
+        }
+        self.inner.swap(cas, value)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+}
+
+#[test]
+fn a_registration_that_fails_takes_its_index_entries_back() {
+    let store = MemStore::new();
+    registry(&store, NOW).register(1, &reg(Provider::Gcm, "a")).unwrap();
+    let failing = FailingSwaps { inner: &store, key: "pd:u:1", land_first: false, swaps: Default::default() };
+    let mut r = reg(Provider::Apns, "bb");
+    r.voip = Some(VoipToken { provider: Provider::ApnsVoip, token: "cc".into() });
+    let err = Registry::new(&failing, Limits::default(), NOW).register(1, &r).unwrap_err();
+    assert_eq!(err, StoreError::Unavailable("connection reset".into()));
+    assert!(registry(&store, NOW).holders(Provider::Apns, "bb").unwrap().is_empty());
+    assert!(registry(&store, NOW).holders(Provider::ApnsVoip, "cc").unwrap().is_empty());
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "a").unwrap(), [1]);
+    assert_eq!(tokens(&store, 1, NOW), ["a"]);
+    assert_invariants(&store, 20);
+}
+
+#[test]
+fn a_registration_reported_failed_that_landed_stays_indexed() {
+    // The swap wrote but the answer was lost, and the store keeps failing: the entries must
+    // stay, since the account now holds the token.
+    let store = MemStore::new();
+    registry(&store, NOW).register(1, &reg(Provider::Gcm, "z")).unwrap();
+    let failing = FailingSwaps { inner: &store, key: "pd:u:1", land_first: true, swaps: Default::default() };
+    let err = Registry::new(&failing, Limits::default(), NOW).register(1, &reg(Provider::Gcm, "a")).unwrap_err();
+    assert_eq!(err, StoreError::Unavailable("connection reset".into()));
+    assert_eq!(tokens(&store, 1, NOW), ["z", "a"]);
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "a").unwrap(), [1]);
     assert_invariants(&store, 20);
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own share of the harness
 
 use push_devices::cas;
-use push_devices::registry::{TokenHolders, UserRecord};
+use push_devices::registry::{IndexShard, UserRecord};
 use push_devices::token::{Keyring, Purpose};
 use push_devices_host::{
     Device, GuestOutput, Host, HostConfig, InvalidationReason, KvBackend, OutputCapture, Provider, RegistryError,
@@ -229,12 +229,12 @@ pub fn assert_store_invariants(store: &BTreeMap<String, Vec<u8>>, max_devices: u
             for device in &record.devices {
                 assert!(seen.insert((device.provider, device.token.clone())), "duplicate device in {key}");
                 for (provider, token) in device.push_tokens() {
-                    let index_key = push_devices::keys::token_holders(provider, token);
-                    let holders: TokenHolders = store
-                        .get(&index_key)
-                        .map(|b| cas::decode(&index_key, b).unwrap())
+                    let slot = push_devices::keys::token_index(provider, token);
+                    let shard: IndexShard = store
+                        .get(&slot.shard)
+                        .map(|b| cas::decode(&slot.shard, b).unwrap())
                         .unwrap_or_default();
-                    assert!(holders.users.contains(&user), "index {index_key} misses holder {user}");
+                    assert!(shard.holders(&slot.entry).contains(&user), "index {slot:?} misses holder {user}");
                 }
             }
         }
