@@ -4,8 +4,10 @@
 use crate::device::{DEFAULT_BUNDLE_ID, InvalidationReason, Provider, VoipToken};
 use crate::error::ApiError;
 use crate::json;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::borrow::Cow;
+use std::fmt;
 
 pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_BUNDLE_ID_LEN: usize = 255;
@@ -14,37 +16,72 @@ pub const MAX_SYNC_TOKENS: usize = 32;
 /// Field errors keyed by path; array entries are keyed by their index as a string.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FormErrors {
-    root: Map<String, Value>,
+    root: Node,
 }
 
-#[derive(Serialize)]
+/// One level of the error tree. Written as a JSON object whose keys (children and `_errors`)
+/// come in byte order, as Discord's bodies (and `serde_json::Map`, which built them before) have them.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Node {
+    /// `_errors`, in the order added.
+    errors: Vec<FieldError>,
+    /// Sorted by key.
+    children: Vec<(String, Node)>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct FieldError {
+    code: String,
+    message: String,
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const ERRORS: &str = "_errors";
+        let len = self.children.len() + usize::from(!self.errors.is_empty());
+        let mut map = serializer.serialize_map(Some(len))?;
+        let mut errors_due = !self.errors.is_empty();
+        for (key, child) in &self.children {
+            if errors_due && key.as_str() > ERRORS {
+                map.serialize_entry(ERRORS, &self.errors)?;
+                errors_due = false;
+            }
+            map.serialize_entry(key, child)?;
+        }
+        if errors_due {
+            map.serialize_entry(ERRORS, &self.errors)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(serde::Serialize)]
 struct FormBody<'a> {
     code: u32,
     message: &'a str,
-    errors: &'a Map<String, Value>,
+    errors: &'a Node,
 }
 
 impl FormErrors {
     pub fn is_empty(&self) -> bool {
-        self.root.is_empty()
+        self.root.errors.is_empty() && self.root.children.is_empty()
     }
 
     /// Adds an error at `path` (empty path: the body itself).
     pub fn add(&mut self, path: &[&str], code: &str, message: &str) {
         let mut node = &mut self.root;
         for segment in path {
-            let child = node
-                .entry((*segment).to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            let Value::Object(map) = child else { return };
-            node = map;
+            let at = match node.children.binary_search_by(|(key, _)| key.as_str().cmp(segment)) {
+                Ok(at) => at,
+                Err(at) => {
+                    node.children.insert(at, ((*segment).to_owned(), Node::default()));
+                    at
+                }
+            };
+            let Some((_, child)) = node.children.get_mut(at) else { return };
+            node = child;
         }
-        let list = node
-            .entry("_errors".to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = list {
-            list.push(serde_json::json!({"code": code, "message": message}));
-        }
+        node.errors.push(FieldError { code: code.to_owned(), message: message.to_owned() });
     }
 
     pub fn to_body(&self) -> Vec<u8> {
@@ -103,8 +140,8 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, ApiError> {
         _ => None, // the other field is present but invalid and already reported
     };
     let bypass = match obj.get("bypass_server_throttling_supported") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
         Some(_) => {
             errors.add(
                 &["bypass_server_throttling_supported"],
@@ -154,10 +191,10 @@ pub fn parse_sync(body: &[u8]) -> Result<SyncRequest, ApiError> {
     let device = push_token(&obj, "provider", "token", &Provider::ALL, &mut errors);
     let mut push_sync_tokens = Vec::new();
     match obj.get("push_sync_tokens") {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             errors.add(&["push_sync_tokens"], "BASE_TYPE_REQUIRED", REQUIRED);
         }
-        Some(Value::Array(items)) => {
+        Some(Json::Array(items)) => {
             if items.len() > MAX_SYNC_TOKENS {
                 errors.add(
                     &["push_sync_tokens"],
@@ -167,7 +204,7 @@ pub fn parse_sync(body: &[u8]) -> Result<SyncRequest, ApiError> {
             }
             for (i, item) in items.iter().enumerate().take(MAX_SYNC_TOKENS) {
                 match item {
-                    Value::String(s) => push_sync_tokens.push(s.clone()),
+                    Json::Str(s) => push_sync_tokens.push(s.as_ref().to_owned()),
                     _ => errors.add(&["push_sync_tokens", &i.to_string()], "BASE_TYPE_STRING", NOT_STRING),
                 }
             }
@@ -198,9 +235,7 @@ pub fn parse_invalidation(body: &[u8]) -> Result<Invalidation, ApiError> {
     let reason = string(&obj, "reason", true, &mut errors).and_then(|r| {
         let parsed = InvalidationReason::parse(r);
         if parsed.is_none() {
-            let names: Vec<String> =
-                InvalidationReason::ALL.iter().map(|r| format!("'{}'", r.as_str())).collect();
-            let message = format!("Value must be one of {{{}}}.", names.join(", "));
+            let message = one_of(InvalidationReason::ALL.iter().map(|r| r.as_str()));
             errors.add(&["reason"], "BASE_TYPE_CHOICES", &message);
         }
         parsed
@@ -219,24 +254,116 @@ pub fn validate_token(provider: Provider, token: &str) -> Result<(), String> {
     }
     let message = errors
         .root
-        .get("token")
-        .and_then(|v| v.pointer("/_errors/0/message"))
-        .and_then(Value::as_str)
-        .unwrap_or("invalid token");
+        .children
+        .iter()
+        .find(|(key, _)| key == "token")
+        .and_then(|(_, node)| node.errors.first())
+        .map_or("invalid token", |e| e.message.as_str());
     Err(message.to_owned())
 }
 
 const REQUIRED: &str = "This field is required";
+
+/// `Value must be one of {'a', 'b'}.`, Discord's message for a value outside a choice.
+fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut message = String::from("Value must be one of {");
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            message.push_str(", ");
+        }
+        message.push('\'');
+        message.push_str(name);
+        message.push('\'');
+    }
+    message.push_str("}.");
+    message
+}
 const NOT_STRING: &str = "Must be a string.";
 
+/// A body's JSON as far as the rules look at it. It is read by serde_json through
+/// `deserialize_any`, the path `serde_json::Value` takes, so exactly the same bodies are JSON
+/// (same syntax, UTF-8, number range and nesting checks), without `Value`'s map and number
+/// machinery in the component.
+#[derive(Debug)]
+enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number,
+    Str(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Object<'a>),
+}
+
+/// An object's members in body order; keys are always `Json::Str`.
+#[derive(Debug, Default)]
+struct Object<'a>(Vec<(Json<'a>, Json<'a>)>);
+
+impl<'a> Object<'a> {
+    /// The member named `field`; of duplicates the last wins, as in a `serde_json::Map`.
+    fn get(&self, field: &str) -> Option<&Json<'a>> {
+        self.0.iter().rev().find(|(key, _)| matches!(key, Json::Str(k) if k == field)).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(s)))
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut members = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            members.push(entry);
+        }
+        Ok(Json::Object(Object(members)))
+    }
+}
+
 /// An empty body counts as `{}`, so a bare request is told which fields it lacks.
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+fn object(body: &[u8]) -> Result<Object<'_>, ApiError> {
     // JSON's own whitespace only: a form feed is not blank to a JSON parser.
     if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
-        return Ok(Map::new());
+        return Ok(Object::default());
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+    match serde_json::from_slice::<Json<'_>>(body) {
+        Ok(Json::Object(members)) => Ok(members),
         Ok(_) => {
             let mut errors = FormErrors::default();
             errors.add(&[], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType");
@@ -246,25 +373,25 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn present(obj: &Map<String, Value>, field: &str) -> bool {
-    !matches!(obj.get(field), None | Some(Value::Null))
+fn present(obj: &Object<'_>, field: &str) -> bool {
+    !matches!(obj.get(field), None | Some(Json::Null))
 }
 
 /// A string field; `null` counts as absent.
 fn string<'a>(
-    obj: &'a Map<String, Value>,
+    obj: &'a Object<'_>,
     field: &str,
     required: bool,
     errors: &mut FormErrors,
 ) -> Option<&'a str> {
     match obj.get(field) {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             if required {
                 errors.add(&[field], "BASE_TYPE_REQUIRED", REQUIRED);
             }
             None
         }
-        Some(Value::String(s)) => Some(s),
+        Some(Json::Str(s)) => Some(s),
         Some(_) => {
             errors.add(&[field], "BASE_TYPE_STRING", NOT_STRING);
             None
@@ -273,7 +400,7 @@ fn string<'a>(
 }
 
 fn choice(
-    obj: &Map<String, Value>,
+    obj: &Object<'_>,
     field: &str,
     allowed: &[Provider],
     required: bool,
@@ -283,8 +410,7 @@ fn choice(
     match Provider::parse(value).filter(|p| allowed.contains(p)) {
         Some(p) => Some(p),
         None => {
-            let names: Vec<String> = allowed.iter().map(|p| format!("'{}'", p.as_str())).collect();
-            let message = format!("Value must be one of {{{}}}.", names.join(", "));
+            let message = one_of(allowed.iter().map(|p| p.as_str()));
             errors.add(&[field], "BASE_TYPE_CHOICES", &message);
             None
         }
@@ -292,7 +418,7 @@ fn choice(
 }
 
 fn push_token(
-    obj: &Map<String, Value>,
+    obj: &Object<'_>,
     provider_field: &str,
     token_field: &str,
     allowed: &[Provider],
@@ -449,6 +575,110 @@ mod tests {
         assert!(validate_token(Provider::Gcm, "a:b").is_ok());
     }
 
+    /// The old representation, `serde_json::Value`, as the reference for what a body reads as.
+    fn reference(body: &[u8]) -> Result<Option<serde_json::Map<String, serde_json::Value>>, ()> {
+        if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            return Ok(Some(serde_json::Map::new()));
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// What the rules see of a field: absent/null, a bool, a string, an array of strings and
+    /// non-strings, or something else.
+    fn seen(value: Option<&Json<'_>>) -> String {
+        match value {
+            None | Some(Json::Null) => "absent".into(),
+            Some(Json::Bool(b)) => format!("bool {b}"),
+            Some(Json::Str(s)) => format!("str {s:?}"),
+            Some(Json::Array(items)) => format!(
+                "array {:?}",
+                items.iter().map(|i| match i { Json::Str(s) => Some(s.to_string()), _ => None }).collect::<Vec<_>>()
+            ),
+            Some(_) => "other".into(),
+        }
+    }
+
+    fn seen_reference(value: Option<&serde_json::Value>) -> String {
+        use serde_json::Value;
+        match value {
+            None | Some(Value::Null) => "absent".into(),
+            Some(Value::Bool(b)) => format!("bool {b}"),
+            Some(Value::String(s)) => format!("str {s:?}"),
+            Some(Value::Array(items)) => {
+                format!("array {:?}", items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Vec<_>>())
+            }
+            Some(_) => "other".into(),
+        }
+    }
+
+    const FIELDS: [&str; 9] = [
+        "provider", "token", "voip_provider", "voip_token", "bypass_server_throttling_supported",
+        "bundle_id", "push_sync_tokens", "reason", "x",
+    ];
+
+    /// Bodies reads the same as through `serde_json::Value`: JSON or not, object or not, and
+    /// every field the rules look at.
+    fn assert_reads_like_value(body: &[u8]) {
+        let ours = object(body);
+        match (reference(body), ours) {
+            (Err(()), Err(ApiError::InvalidJson)) => {}
+            (Ok(None), Err(ApiError::InvalidForm(e))) => assert!(String::from_utf8(e.to_body()).unwrap().contains("DICT_TYPE_CONVERT")),
+            (Ok(Some(map)), Ok(obj)) => {
+                for field in FIELDS {
+                    assert_eq!(seen(obj.get(field)), seen_reference(map.get(field)), "{field} in {}", String::from_utf8_lossy(body));
+                }
+            }
+            (expected, got) => panic!("{}: reference {expected:?}, ours {got:?}", String::from_utf8_lossy(body)),
+        }
+    }
+
+    #[test]
+    fn bodies_read_like_serde_json_values() {
+        let deep_ok = format!(r#"{{"x": {}1{}}}"#, "[".repeat(126), "]".repeat(126));
+        let too_deep = format!(r#"{{"x": {}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        let cases: &[&[u8]] = &[
+            b"", b" \n", b"\x0c{}", b"{}", b"[]", b"null", b"1", b"\"s\"", b"{", b"{} x", b"{}}",
+            br#"{"provider": "gcm", "provider": 1}"#, br#"{"provider": 1, "provider": "gcm"}"#,
+            br#"{"token": "a\u0062c", "bundle_id": "\ud83d\ude00"}"#, br#"{"token": "\ud800"}"#,
+            b"{\"token\": \"\xff\"}", br#"{"x": 1e400}"#, br#"{"x": -1e-400, "token": "t"}"#,
+            br#"{"x": 18446744073709551616}"#, br#"{"x": 01}"#, br#"{"x": 1.}"#, br#"{"x": NaN}"#,
+            br#"{"push_sync_tokens": ["a", 2, null, ["b"], {"c": "d"}, true, 1.5]}"#,
+            br#"{"bypass_server_throttling_supported": false, "voip_token": null}"#,
+            br#"{"x": {"y": [1, {"z": "\u0000"}]}}"#, b"{\"x\": \"\t\"}", br#"{"x": "\q"}"#,
+            br#"{"$serde_json::private::Number": "1"}"#, b"{\"provider\":\"gcm\"}\n",
+            deep_ok.as_bytes(), too_deep.as_bytes(),
+        ];
+        for body in cases {
+            assert_reads_like_value(body);
+        }
+    }
+
+    #[test]
+    fn error_keys_come_in_json_map_order() {
+        // Indices sort as strings ("10" before "2") and before "_errors"; built from a
+        // `serde_json::Map`, as the bodies were before.
+        let items: Vec<String> = (0..33).map(|i| if i == 2 || i == 10 { "1".into() } else { format!("\"t{i}\"") }).collect();
+        let body = format!(r#"{{"provider": "x", "push_sync_tokens": [{}]}}"#, items.join(", "));
+        let got = body_of(parse_sync(body.as_bytes()).unwrap_err());
+        let error = |code: &str, message: &str| serde_json::json!({"_errors": [{"code": code, "message": message}]});
+        let not_string = error("BASE_TYPE_STRING", "Must be a string.");
+        let mut tokens = serde_json::Map::new();
+        tokens.insert("_errors".into(), serde_json::json!([{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 32 or fewer in length."}]));
+        tokens.insert("2".into(), not_string.clone());
+        tokens.insert("10".into(), not_string);
+        let mut errors = serde_json::Map::new();
+        errors.insert("push_sync_tokens".into(), serde_json::Value::Object(tokens));
+        errors.insert("token".into(), error("BASE_TYPE_REQUIRED", REQUIRED));
+        errors.insert("provider".into(), error("BASE_TYPE_CHOICES", &one_of(Provider::ALL.iter().map(|p| p.as_str()))));
+        let errors = String::from_utf8(json::to_vec(&errors)).unwrap();
+        assert_eq!(got, format!(r#"{{"code": 50035, "message": "Invalid Form Body", "errors": {errors}}}"#));
+        assert!(got.contains(r#""push_sync_tokens": {"10": {"_errors""#), "{got}");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -457,6 +687,18 @@ mod tests {
                     prop_assert_eq!(err.status(), 400);
                 }
             }
+        }
+
+        #[test]
+        fn json_ish_bodies_read_like_serde_json_values(parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{", "}", "[", "]", ":", ",", " ", "\"provider\"", "\"token\"", "\"push_sync_tokens\"",
+                "\"bypass_server_throttling_supported\"", "\"gcm\"", "\"a\\\"b\"", "\"\\ud800\"", "null",
+                "true", "false", "1", "-0.5e3", "1e999", "\"x\"",
+            ]),
+            0..24,
+        )) {
+            assert_reads_like_value(parts.concat().as_bytes());
         }
 
         #[test]
