@@ -43,13 +43,6 @@ struct MessageBody<'a> {
 }
 
 #[derive(Serialize)]
-struct RateLimitedBody<'a> {
-    message: &'a str,
-    retry_after: Box<serde_json::value::RawValue>,
-    global: bool,
-}
-
-#[derive(Serialize)]
 struct CodeFirstBody<'a> {
     code: u32,
     message: &'a str,
@@ -77,14 +70,15 @@ impl ApiError {
             // than through an f64, which would pull float parsing and printing into the .wasm.
             let digits = ratelimit::seconds(standing.reset_after_ms());
             let trimmed = digits.trim_end_matches('0');
-            let number = if trimmed.ends_with('.') { format!("{trimmed}0") } else { trimmed.to_owned() };
-            let retry_after = serde_json::value::RawValue::from_string(number)
-                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
-            let body = json::to_vec(&RateLimitedBody {
-                message: "You are being rate limited.",
-                retry_after,
-                global: false,
-            });
+            // The body's one variable part is this number, so it is written straight out, in
+            // `json::to_vec`'s spacing.
+            let mut body = Vec::with_capacity(96);
+            body.extend_from_slice(br#"{"message": "You are being rate limited.", "retry_after": "#);
+            body.extend_from_slice(trimmed.as_bytes());
+            if trimmed.ends_with('.') {
+                body.push(b'0');
+            }
+            body.extend_from_slice(br#", "global": false}"#);
             let mut response = Response::json(status, body);
             response.headers.extend(standing.headers());
             return response;
