@@ -54,6 +54,9 @@ pub enum Step<T, R> {
 /// Applies `edit` to the record at `key` until a write lands unconflicted. `edit` may run several
 /// times and may itself call the store (it runs between the read and the swap).
 /// Returns the edit's result and, when it wrote, the exact bytes stored.
+///
+/// Only decoding, the edit and encoding are generic over the record; the store loop is
+/// [`update_bytes`], compiled once per store type rather than once per call site.
 pub fn update<S, T, R>(
     store: &S,
     key: &str,
@@ -63,14 +66,35 @@ where
     S: KvStore,
     T: Record,
 {
+    let mut result = None;
+    let written = update_bytes(store, key, &mut |current| {
+        let record = current.map(|b| decode::<T>(key, b)).transpose()?;
+        Ok(match edit(record)? {
+            Step::Keep(r) => {
+                result = Some(r);
+                None
+            }
+            Step::Write(record, r) => {
+                result = Some(r);
+                Some(encode(&record))
+            }
+        })
+    })?;
+    // `update_bytes` returns `Ok` only after an edit ran, and every edit sets `result`.
+    let result = result.ok_or(StoreError::Contention)?;
+    Ok((result, written))
+}
+
+/// [`update`] on raw bytes: `edit` gets the stored bytes (`None`: absent) and returns the bytes
+/// to store (`None`: leave the key alone). Returns the bytes written, if any.
+fn update_bytes<S: KvStore>(
+    store: &S,
+    key: &str,
+    edit: &mut dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Option<Vec<u8>>, StoreError> {
     for attempt in 0..MAX_ATTEMPTS {
         let (cas, current) = store.watch(key)?;
-        let record = current.as_deref().map(|b| decode::<T>(key, b)).transpose()?;
-        let (record, result) = match edit(record)? {
-            Step::Keep(result) => return Ok((result, None)),
-            Step::Write(record, result) => (record, result),
-        };
-        let bytes = encode(&record);
+        let Some(bytes) = edit(current.as_deref())? else { return Ok(None) };
         let outcome = match current {
             None => create(store, key, &bytes)?,
             Some(_) => match store.swap(cas, &bytes)? {
@@ -83,7 +107,7 @@ where
             },
         };
         if outcome == Swap::Swapped {
-            return Ok((result, Some(bytes)));
+            return Ok(Some(bytes));
         }
         backoff(attempt);
     }
