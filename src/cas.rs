@@ -9,6 +9,7 @@
 //!    breaks the store until Spin restarts. We increment only `keys::creation_claim` keys, which
 //!    nothing else ever writes, and read them only through `increment`'s return value.
 
+use crate::json;
 use crate::keys;
 use crate::store::{KvStore, StoreError, Swap};
 use serde::Serialize;
@@ -27,8 +28,8 @@ pub trait Record: Serialize + DeserializeOwned + Default {
 }
 
 pub fn decode<T: Record>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let record: T = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+    // Through json's tree rather than serde_json's typed path: see `json`.
+    let record: T = json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
     if record.version() != SCHEMA {
         return Err(StoreError::Corrupt(format!(
             "{key}: schema version {} (this build reads {SCHEMA})",

@@ -3,11 +3,8 @@
 
 use crate::device::{DEFAULT_BUNDLE_ID, InvalidationReason, Provider, VoipToken};
 use crate::error::ApiError;
-use crate::json;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use crate::json::{self, Json, Object};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use std::borrow::Cow;
-use std::fmt;
 
 pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_BUNDLE_ID_LEN: usize = 255;
@@ -280,89 +277,13 @@ fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 const NOT_STRING: &str = "Must be a string.";
 
-/// A body's JSON as far as the rules look at it. It is read by serde_json through
-/// `deserialize_any`, the path `serde_json::Value` takes, so exactly the same bodies are JSON
-/// (same syntax, UTF-8, number range and nesting checks), without `Value`'s map and number
-/// machinery in the component.
-#[derive(Debug)]
-enum Json<'a> {
-    Null,
-    Bool(bool),
-    Number,
-    Str(Cow<'a, str>),
-    Array(Vec<Json<'a>>),
-    Object(Object<'a>),
-}
-
-/// An object's members in body order; keys are always `Json::Str`.
-#[derive(Debug, Default)]
-struct Object<'a>(Vec<(Json<'a>, Json<'a>)>);
-
-impl<'a> Object<'a> {
-    /// The member named `field`; of duplicates the last wins, as in a `serde_json::Map`.
-    fn get(&self, field: &str) -> Option<&Json<'a>> {
-        self.0.iter().rev().find(|(key, _)| matches!(key, Json::Str(k) if k == field)).map(|(_, v)| v)
-    }
-}
-
-impl<'de> Deserialize<'de> for Json<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Number)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
-        Ok(Json::Number)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
-        Ok(Json::Number)
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Owned(s.to_owned())))
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Borrowed(s)))
-    }
-    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
-        Ok(Json::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut members = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            members.push(entry);
-        }
-        Ok(Json::Object(Object(members)))
-    }
-}
-
 /// An empty body counts as `{}`, so a bare request is told which fields it lacks.
 fn object(body: &[u8]) -> Result<Object<'_>, ApiError> {
     // JSON's own whitespace only: a form feed is not blank to a JSON parser.
     if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         return Ok(Object::default());
     }
-    match serde_json::from_slice::<Json<'_>>(body) {
+    match json::parse(body) {
         Ok(Json::Object(members)) => Ok(members),
         Ok(_) => {
             let mut errors = FormErrors::default();
