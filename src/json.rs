@@ -286,6 +286,14 @@ impl<'de> Deserializer<'de> for Json<'de> {
         self.deserialize_string(visitor)
     }
 
+    /// Field names: serde_json's map keys are strings; a field's index is a number.
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self {
+            Json::U64(n) => visitor.visit_u64(n),
+            other => other.deserialize_string(visitor),
+        }
+    }
+
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self {
             Json::U64(n) => visitor.visit_u64(n),
@@ -336,7 +344,7 @@ impl<'de> Deserializer<'de> for Json<'de> {
 
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i64 i128 u8 u16 u128 f32 f64 char bytes byte_buf unit unit_struct tuple
-        tuple_struct identifier
+        tuple_struct
     }
 }
 
