@@ -74,8 +74,10 @@ fn segments(raw_path: &str) -> Vec<String> {
     let path = raw_path.split(['?', '#']).next().unwrap_or("");
     // A path without its leading slash matches no route.
     let Some(path) = path.strip_prefix('/') else { return Vec::new() };
+    // A segment that does not decode to UTF-8 matches no route: it stands as U+FFFD, which no
+    // route's segment contains (as lossy decoding left it, without pulling that code in).
     path.split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| percent_decode_str(s).decode_utf8().map_or_else(|_| "\u{FFFD}".to_owned(), |s| s.into_owned()))
         .collect()
 }
 
@@ -122,5 +124,10 @@ mod tests {
         assert_eq!(status("GET", "/internal/users/@me/devices"), Err(404));
         assert!(Route::InternalInvalidate.internal() && !Route::SyncToken.internal());
         assert!(is_internal("/internal/x") && is_internal("/%69nternal/users") && !is_internal("/users/@me/devices"));
+        // Segments that are not UTF-8 once decoded match nothing, wherever they stand.
+        assert_eq!(status("POST", "/users/%ff/devices"), Err(404));
+        assert_eq!(status("GET", "/internal/users/4%ff/devices"), Err(404));
+        assert_eq!(status("POST", "/users/@me/devices/%c3"), Err(404));
+        assert!(!is_internal("/%ffinternal/x"));
     }
 }
