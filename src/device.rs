@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// Push services a device token can belong to. VoIP providers are PushKit (iOS calls).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Stored as its name ([`Provider::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Provider {
     Gcm,
     Apns,
@@ -40,6 +40,22 @@ impl Provider {
     /// APNs tokens (PushKit included) are hex strings; FCM tokens are opaque.
     pub fn is_apple(self) -> bool {
         !matches!(self, Provider::Gcm)
+    }
+}
+
+/// By hand rather than derived: the same strings, with one visitor instead of serde's enum
+/// machinery.
+impl Serialize for Provider {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Provider {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 5] = ["gcm", "apns", "apns_internal", "apns_voip", "apns_internal_voip"];
+        let name = String::deserialize(deserializer)?;
+        Provider::parse(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &NAMES))
     }
 }
 
@@ -114,5 +130,24 @@ impl InvalidationReason {
 
     pub fn parse(s: &str) -> Option<InvalidationReason> {
         InvalidationReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_stored_by_name() {
+        for p in Provider::ALL {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(serde_json::from_str::<Provider>(&json).unwrap(), p);
+            assert_eq!(crate::json::from_slice::<Provider>(json.as_bytes()).unwrap(), p);
+        }
+        let err = serde_json::from_str::<Provider>("\"fax\"").unwrap_err().to_string();
+        assert!(err.starts_with("unknown variant `fax`, expected one of `gcm`, `apns`, `apns_internal`, `apns_voip`, `apns_internal_voip`"), "{err}");
+        assert!(serde_json::from_str::<Provider>("1").is_err());
+        assert!(crate::json::from_slice::<Provider>(b"{\"gcm\": null}").is_err());
     }
 }
