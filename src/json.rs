@@ -207,6 +207,22 @@ impl Json<'_> {
     }
 }
 
+/// Hands an array to `visitor`; every item must be taken.
+fn visit_array<'de, V: Visitor<'de>>(items: Vec<Json<'de>>, visitor: V) -> Result<V::Value, Error> {
+    let mut seq = SeqDeserializer::new(items.into_iter());
+    let value = visitor.visit_seq(&mut seq)?;
+    seq.end()?;
+    Ok(value)
+}
+
+/// Hands an object's members to `visitor`; every member must be taken.
+fn visit_object<'de, V: Visitor<'de>>(members: Vec<(Json<'de>, Json<'de>)>, visitor: V) -> Result<V::Value, Error> {
+    let mut map = MapDeserializer::new(members.into_iter());
+    let value = visitor.visit_map(&mut map)?;
+    map.end()?;
+    Ok(value)
+}
+
 impl<'de> IntoDeserializer<'de, Error> for Json<'de> {
     type Deserializer = Self;
 
@@ -228,18 +244,8 @@ impl<'de> Deserializer<'de> for Json<'de> {
             Json::F64(n) => visitor.visit_f64(n),
             Json::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
             Json::Str(Cow::Owned(s)) => visitor.visit_string(s),
-            Json::Array(items) => {
-                let mut seq = SeqDeserializer::new(items.into_iter());
-                let value = visitor.visit_seq(&mut seq)?;
-                seq.end()?;
-                Ok(value)
-            }
-            Json::Object(Object(members)) => {
-                let mut map = MapDeserializer::new(members.into_iter());
-                let value = visitor.visit_map(&mut map)?;
-                map.end()?;
-                Ok(value)
-            }
+            Json::Array(items) => visit_array(items, visitor),
+            Json::Object(Object(members)) => visit_object(members, visitor),
         }
     }
 
@@ -255,21 +261,22 @@ impl<'de> Deserializer<'de> for Json<'de> {
     ) -> Result<V::Value, Error> {
         // serde_json reads a struct from an array too, its fields in order.
         match self {
-            Json::Object(_) | Json::Array(_) => self.deserialize_any(visitor),
+            Json::Object(Object(members)) => visit_object(members, visitor),
+            Json::Array(items) => visit_array(items, visitor),
             other => Err(other.invalid_type(&visitor)),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self {
-            Json::Object(_) => self.deserialize_any(visitor),
+            Json::Object(Object(members)) => visit_object(members, visitor),
             other => Err(other.invalid_type(&visitor)),
         }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self {
-            Json::Array(_) => self.deserialize_any(visitor),
+            Json::Array(items) => visit_array(items, visitor),
             other => Err(other.invalid_type(&visitor)),
         }
     }
