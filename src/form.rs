@@ -5,20 +5,29 @@ use crate::device::{DEFAULT_BUNDLE_ID, InvalidationReason, Provider, VoipToken};
 use crate::error::ApiError;
 use crate::json::{self, Json, Object};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::fmt;
 
 pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_BUNDLE_ID_LEN: usize = 255;
 pub const MAX_SYNC_TOKENS: usize = 32;
 
 /// Field errors keyed by path; array entries are keyed by their index as a string.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Default, Clone, PartialEq)]
 pub struct FormErrors {
     root: Node,
 }
 
+/// Shown as the errors' JSON, which the body already knows how to write.
+impl fmt::Debug for FormErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = json::to_vec(&self.root);
+        write!(f, "FormErrors({})", std::str::from_utf8(&body).unwrap_or_default())
+    }
+}
+
 /// One level of the error tree. Written as a JSON object whose keys (children and `_errors`)
 /// come in byte order, as Discord's bodies (and `serde_json::Map`, which built them before) have them.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Default, Clone, PartialEq)]
 struct Node {
     /// `_errors`, in the order added.
     errors: Vec<FieldError>,
@@ -26,7 +35,7 @@ struct Node {
     children: Vec<(String, Node)>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Clone, PartialEq, serde::Serialize)]
 struct FieldError {
     code: String,
     message: String,
@@ -576,6 +585,16 @@ mod tests {
         for body in cases {
             assert_reads_like_value(body);
         }
+    }
+
+    #[test]
+    fn form_errors_debug_as_their_json() {
+        let mut errors = FormErrors::default();
+        errors.add(&["token"], "BASE_TYPE_REQUIRED", REQUIRED);
+        assert_eq!(
+            format!("{errors:?}"),
+            r#"FormErrors({"token": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}})"#
+        );
     }
 
     #[test]
