@@ -29,14 +29,19 @@ pub trait Record: Serialize + DeserializeOwned + Default {
 
 pub fn decode<T: Record>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     // Through json's tree rather than serde_json's typed path: see `json`.
-    let record: T = json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-    if record.version() != SCHEMA {
-        return Err(StoreError::Corrupt(format!(
-            "{key}: schema version {} (this build reads {SCHEMA})",
-            record.version()
-        )));
+    let record: T = json::from_slice(bytes).map_err(|e| corrupt(key, &e))?;
+    let version = record.version();
+    if version != SCHEMA {
+        return Err(corrupt(key, &format_args!("schema version {version} (this build reads {SCHEMA})")));
     }
     Ok(record)
+}
+
+/// Out of line, so the message is built in one place rather than in every `decode::<T>`.
+#[cold]
+#[inline(never)]
+fn corrupt(key: &str, problem: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{key}: {problem}"))
 }
 
 pub fn encode<T: Record>(record: &T) -> Vec<u8> {
@@ -151,4 +156,23 @@ fn backoff(attempt: u32) {
         .map(|d| u64::from(d.subsec_nanos()))
         .unwrap_or(0);
     std::thread::sleep(Duration::from_micros(jitter % window_us));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::IndexShard;
+
+    #[test]
+    fn unreadable_records_say_which_key_and_why() {
+        let corrupt = |bytes: &[u8]| match decode::<IndexShard>("pd:i:x", bytes) {
+            Err(StoreError::Corrupt(detail)) => detail,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(corrupt(br#"{"v":2,"tokens":{}}"#), "pd:i:x: schema version 2 (this build reads 1)");
+        assert_eq!(corrupt(br#"{"v":1,"tokens":"x"}"#), "pd:i:x: invalid type: string \"x\", expected a map");
+        assert_eq!(corrupt(b"{"), "pd:i:x: EOF while parsing an object at line 1 column 1");
+        let shard = IndexShard { v: SCHEMA, tokens: [("e".to_owned(), vec![3, 9])].into_iter().collect() };
+        assert_eq!(decode::<IndexShard>("pd:i:x", &encode(&shard)), Ok(shard));
+    }
 }

@@ -137,8 +137,13 @@ impl fmt::Display for Described<'_> {
 /// `{"variant": null}`), and members a type ignores must still be valid JSON (serde_json skips
 /// them without checking UTF-8 or number range). Records are only ever written as objects.
 pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Error> {
-    let tree = parse(bytes).map_err(|e| Error::Syntax(e.to_string()))?;
-    T::deserialize(tree)
+    T::deserialize(tree(bytes)?)
+}
+
+/// [`parse`] with [`Error`]; not generic, so compiled once for every `from_slice::<T>`.
+#[inline(never)]
+fn tree(bytes: &[u8]) -> Result<Json<'_>, Error> {
+    parse(bytes).map_err(|e| Error::Syntax(e.to_string()))
 }
 
 impl<'de> Deserialize<'de> for Json<'de> {
