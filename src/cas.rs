@@ -91,12 +91,15 @@ where
     Ok((result, written))
 }
 
+/// An edit of stored bytes: what is stored (`None`: absent) to what to store (`None`: nothing).
+type ByteEdit<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
 /// [`update`] on raw bytes: `edit` gets the stored bytes (`None`: absent) and returns the bytes
 /// to store (`None`: leave the key alone). Returns the bytes written, if any.
 fn update_bytes<S: KvStore>(
     store: &S,
     key: &str,
-    edit: &mut dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+    edit: &mut ByteEdit<'_>,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     for attempt in 0..MAX_ATTEMPTS {
         let (cas, current) = store.watch(key)?;
