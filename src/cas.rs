@@ -174,7 +174,7 @@ mod tests {
         };
         assert_eq!(corrupt(br#"{"v":2,"tokens":{}}"#), "pd:i:x: schema version 2 (this build reads 1)");
         assert_eq!(corrupt(br#"{"v":1,"tokens":"x"}"#), "pd:i:x: invalid type: string \"x\", expected a map");
-        assert_eq!(corrupt(b"{"), "pd:i:x: EOF while parsing an object at line 1 column 1");
+        assert_eq!(corrupt(b"{"), "pd:i:x: unexpected end of input at line 1 column 1");
         let shard = IndexShard { v: SCHEMA, tokens: [("e".to_owned(), vec![3, 9])].into_iter().collect() };
         assert_eq!(decode::<IndexShard>("pd:i:x", &encode(&shard)), Ok(shard));
     }

@@ -140,10 +140,20 @@ pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Error
     T::deserialize(tree(bytes)?)
 }
 
-/// [`parse`] with [`Error`]; not generic, so compiled once for every `from_slice::<T>`.
+/// [`parse`] with [`Error`]; not generic, so compiled once for every `from_slice::<T>`. Says
+/// the error's category and position rather than serde_json's message, whose `Display` would
+/// be ~1 KB more in the component for a text only logs see.
 #[inline(never)]
 fn tree(bytes: &[u8]) -> Result<Json<'_>, Error> {
-    parse(bytes).map_err(|e| Error::Syntax(e.to_string()))
+    parse(bytes).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "invalid data",
+            serde_json::error::Category::Eof => "unexpected end of input",
+        };
+        Error::Syntax(format!("{kind} at line {} column {}", e.line(), e.column()))
+    })
 }
 
 impl<'de> Deserialize<'de> for Json<'de> {
@@ -429,7 +439,8 @@ mod tests {
         assert_eq!(err(r#"{"v":1,"v":1,"rev":0,"devices":[]}"#), "duplicate field `v`");
         assert!(err(r#"{"v":1,"rev":0,"devices":[{"provider":"fax","token":"t","bundle_id":"b","registered_at":0}]}"#)
             .starts_with("unknown variant `fax`, expected one of `gcm`"));
-        assert_eq!(err("{"), "EOF while parsing an object at line 1 column 1");
+        assert_eq!(err("{"), "unexpected end of input at line 1 column 1");
+        assert_eq!(err("{\"v\":1,]"), "syntax error at line 1 column 8");
     }
 
     #[test]
