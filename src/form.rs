@@ -469,7 +469,7 @@ mod tests {
     fn not_json_and_not_object() {
         let err = parse_push_token(b"{\"provider\": ").unwrap_err();
         assert_eq!(body_of(err), r#"{"code": 50109, "message": "The request body contains invalid JSON."}"#);
-        assert_eq!(body_of(parse_push_token(&[0xff, 0xfe]).unwrap_err()).contains("50109"), true);
+        assert!(body_of(parse_push_token(&[0xff, 0xfe]).unwrap_err()).contains("50109"));
         assert_eq!(
             body_of(parse_push_token(b"[1]").unwrap_err()),
             r#"{"code": 50035, "message": "Invalid Form Body", "errors": {"_errors": [{"code": "DICT_TYPE_CONVERT", "message": "Only dictionaries may be used in a DictType"}]}}"#
@@ -622,10 +622,9 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            for result in [parse_registration(&body).err(), parse_push_token(&body).err(), parse_sync(&body).err()] {
-                if let Some(err) = result {
-                    prop_assert_eq!(err.status(), 400);
-                }
+            let errors = [parse_registration(&body).err(), parse_push_token(&body).err(), parse_sync(&body).err()];
+            for err in errors.into_iter().flatten() {
+                prop_assert_eq!(err.status(), 400);
             }
         }
 

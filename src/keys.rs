@@ -29,10 +29,11 @@ pub fn token_index(provider: Provider, token: &str) -> IndexSlot {
     hash.update(provider.as_str().as_bytes());
     hash.update(b"\n");
     hash.update(token.as_bytes());
-    let digest = hash.finalize();
+    let digest: [u8; 32] = hash.finalize().into();
+    let [a, b, rest @ ..] = digest;
     IndexSlot {
-        shard: format!("pd:i:{:02x}{:02x}", digest[0], digest[1]),
-        entry: URL_SAFE_NO_PAD.encode(&digest[2..16]),
+        shard: format!("pd:i:{a:02x}{b:02x}"),
+        entry: URL_SAFE_NO_PAD.encode(rest.get(..14).unwrap_or_default()),
     }
 }
 

@@ -20,7 +20,6 @@ use crate::form::{PushToken, Registration};
 use crate::keys::{self, IndexSlot};
 use crate::store::{KvStore, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Registry settings from the component's variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +55,80 @@ pub struct IndexShard {
     /// Token entry ([`IndexSlot::entry`]) to the accounts holding it: sorted, unique, never
     /// empty. May list an account that no longer holds the token (after a failure mid-request)
     /// but never misses one that does.
-    pub tokens: BTreeMap<String, Vec<u64>>,
+    pub tokens: Tokens,
 }
 
 impl IndexShard {
     pub fn holders(&self, entry: &str) -> &[u64] {
-        self.tokens.get(entry).map_or(&[], Vec::as_slice)
+        self.tokens.find(entry).ok().and_then(|at| self.tokens.0.get(at)).map_or(&[], |(_, h)| h.as_slice())
+    }
+}
+
+/// A shard's entries sorted by key, stored as a JSON object: a `BTreeMap`'s format without
+/// its code in the component (a `BTreeMap` cost 32 KB of the .wasm, `litemap` 13 KB more
+/// than this).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tokens(Vec<(String, Vec<u64>)>);
+
+impl Tokens {
+    fn find(&self, entry: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(entry))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Inserts or replaces, as `BTreeMap::insert`.
+    fn insert(&mut self, entry: String, holders: Vec<u64>) {
+        match self.find(&entry) {
+            Ok(at) => {
+                if let Some(slot) = self.0.get_mut(at) {
+                    slot.1 = holders;
+                }
+            }
+            Err(at) => self.0.insert(at, (entry, holders)),
+        }
+    }
+}
+
+impl FromIterator<(String, Vec<u64>)> for Tokens {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u64>)>>(iter: I) -> Self {
+        let mut tokens = Tokens::default();
+        for (k, v) in iter {
+            tokens.insert(k, v);
+        }
+        tokens
+    }
+}
+
+impl Serialize for Tokens {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tokens {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Tokens;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tokens, A::Error> {
+                let mut tokens = Tokens::default();
+                while let Some((k, v)) = map.next_entry()? {
+                    tokens.insert(k, v);
+                }
+                Ok(tokens)
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 
@@ -71,14 +138,28 @@ impl Record for IndexShard {
     }
 }
 
-type TokenSet = BTreeSet<(Provider, String)>;
+/// Sorted, unique (a sorted `Vec` rather than a `BTreeSet`: far less code in the component).
+type TokenSet = Vec<(Provider, String)>;
 
 fn tokens_of(devices: &[Device]) -> TokenSet {
-    devices
+    let mut set: TokenSet = devices
         .iter()
         .flat_map(Device::push_tokens)
         .map(|(p, t)| (p, t.to_owned()))
-        .collect()
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+/// The tokens of `a` not in `b`, in order.
+fn minus<'a>(a: &'a TokenSet, b: &'a TokenSet) -> impl Iterator<Item = &'a (Provider, String)> {
+    a.iter().filter(move |t| b.binary_search(t).is_err())
+}
+
+/// The tokens of `a` also in `b`, in order.
+fn both<'a>(a: &'a TokenSet, b: &'a TokenSet) -> impl Iterator<Item = &'a (Provider, String)> {
+    a.iter().filter(move |t| b.binary_search(t).is_ok())
 }
 
 pub struct Registry<'s, S> {
@@ -139,10 +220,13 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// (with the caller's settings for it, if the caller has it), accounts holding it that are
     /// not named lose it. Touches only accounts that change.
     pub fn sync(&self, caller: u64, device: &PushToken, named: &[u64]) -> Result<(), StoreError> {
-        let mut targets: BTreeSet<u64> = named.iter().copied().collect();
-        targets.insert(caller);
+        let mut targets: Vec<u64> = named.iter().copied().chain([caller]).collect();
+        targets.sort_unstable();
+        targets.dedup();
         let listed = self.holders(device.provider, &device.token)?;
-        let accounts: Vec<u64> = targets.iter().chain(listed.iter()).copied().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut accounts: Vec<u64> = targets.iter().chain(listed.iter()).copied().collect();
+        accounts.sort_unstable();
+        accounts.dedup();
         let records = self.read_users(&accounts)?;
         let held = |user: u64| -> Option<&Device> {
             records
@@ -207,7 +291,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
             held
         })?;
         if !held {
-            let gone: TokenSet = [(provider, token.to_owned())].into_iter().collect();
+            let gone: TokenSet = vec![(provider, token.to_owned())];
             self.unindex(user, &gone)?;
         }
         Ok(held)
@@ -268,12 +352,15 @@ impl<'s, S: KvStore> Registry<'s, S> {
                 return Ok(Step::Keep(TokenSet::new()));
             }
             let after = tokens_of(&record.devices);
-            for (provider, token) in after.difference(&before) {
+            for (provider, token) in minus(&after, &before) {
                 self.index_add(&keys::token_index(*provider, token), user)?;
-                indexed.insert((*provider, token.clone()));
+                let entry = (*provider, token.clone());
+                if let Err(at) = indexed.binary_search(&entry) {
+                    indexed.insert(at, entry);
+                }
             }
             record.rev += 1;
-            let removed: TokenSet = before.difference(&after).cloned().collect();
+            let removed: TokenSet = minus(&before, &after).cloned().collect();
             Ok(Step::Write(record, removed))
         });
         let removed = match outcome {
@@ -305,7 +392,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
             },
             Err(_) => return,
         };
-        let stray: TokenSet = indexed.difference(&held).cloned().collect();
+        let stray: TokenSet = minus(indexed, &held).cloned().collect();
         if !stray.is_empty() {
             let _ = self.unindex(user, &stray);
         }
@@ -324,7 +411,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
         cas::update(self.store, &key, |current: Option<UserRecord>| {
             let Some(mut record) = current else { return Ok(Step::Keep(())) };
             let now_held = tokens_of(&record.devices);
-            for (provider, token) in gone.intersection(&now_held) {
+            for (provider, token) in both(gone, &now_held) {
                 self.index_add(&keys::token_index(*provider, token), user)?;
             }
             record.rev += 1;
@@ -337,8 +424,15 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// the first write to a shard also claims its creation (one call more, once per shard).
     fn index_add(&self, slot: &IndexSlot, user: u64) -> Result<(), StoreError> {
         cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
-            let mut shard = current.unwrap_or(IndexShard { v: SCHEMA, tokens: BTreeMap::new() });
-            let holders = shard.tokens.entry(slot.entry.clone()).or_default();
+            let mut shard = current.unwrap_or(IndexShard { v: SCHEMA, tokens: Tokens::default() });
+            let at = match shard.tokens.find(&slot.entry) {
+                Ok(at) => at,
+                Err(at) => {
+                    shard.tokens.0.insert(at, (slot.entry.clone(), Vec::new()));
+                    at
+                }
+            };
+            let Some((_, holders)) = shard.tokens.0.get_mut(at) else { return Ok(Step::Keep(())) };
             match holders.binary_search(&user) {
                 Ok(_) => Ok(Step::Keep(())),
                 Err(at) => {
@@ -356,13 +450,14 @@ impl<'s, S: KvStore> Registry<'s, S> {
     fn index_remove(&self, slot: &IndexSlot, user: u64) -> Result<bool, StoreError> {
         let (removed, _) = cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
             let Some(mut shard) = current else { return Ok(Step::Keep(false)) };
-            let Some(holders) = shard.tokens.get_mut(&slot.entry) else { return Ok(Step::Keep(false)) };
+            let Ok(slot_at) = shard.tokens.find(&slot.entry) else { return Ok(Step::Keep(false)) };
+            let Some((_, holders)) = shard.tokens.0.get_mut(slot_at) else { return Ok(Step::Keep(false)) };
             match holders.binary_search(&user) {
                 Err(_) => Ok(Step::Keep(false)),
                 Ok(at) => {
                     holders.remove(at);
                     if holders.is_empty() {
-                        shard.tokens.remove(&slot.entry);
+                        shard.tokens.0.remove(slot_at);
                     }
                     Ok(Step::Write(shard, true))
                 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::device::VoipToken;
 use crate::memory::{MemStore, Quirks};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 const NOW: u64 = 1_760_000_000_000;
