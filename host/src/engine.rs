@@ -7,10 +7,11 @@
 use crate::state::RequestState;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 /// How often the epoch advances. Each tick a running guest yields to the async runtime
 /// (so one busy guest cannot starve the other requests on a current-thread runtime) and
@@ -22,6 +23,18 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 const KEEP_RESIDENT: usize = 4 << 20;
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+
+/// Set by [`enable_perf_map`] before the engine exists.
+static PERF_MAP: AtomicBool = AtomicBool::new(false);
+
+/// Makes the engine write `/tmp/perf-<pid>.map`, so `perf record`/`perf report` name the
+/// guest's compiled functions (from the component's `name` section: build it unstripped).
+/// Process-wide, like the engine: it must be called before the first [`crate::Host::load`],
+/// and returns `false` when the engine already exists (then it has no effect).
+pub fn enable_perf_map() -> bool {
+    PERF_MAP.store(true, Ordering::Relaxed);
+    ENGINE.get().is_none()
+}
 
 /// The shared engine, built (and its epoch thread started) on first use.
 pub(crate) fn engine() -> wasmtime::Result<Engine> {
@@ -48,6 +61,9 @@ pub(crate) fn engine() -> wasmtime::Result<Engine> {
 fn build(pooling: bool) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    if PERF_MAP.load(Ordering::Relaxed) {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.linear_memory_keep_resident(KEEP_RESIDENT);

@@ -84,6 +84,7 @@ pub mod routes;
 mod server;
 mod state;
 
+pub use engine::enable_perf_map;
 pub use imports::is_valid_variable_name;
 pub use kv::{Dispatch, KeyValue, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
 pub use registry::{Device, InvalidationReason, Provider, RegistryError, VoipToken};

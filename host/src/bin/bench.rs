@@ -4,8 +4,12 @@
 //! route; and the component's footprint.
 //!
 //! ```text
-//! cargo run --profile host -p push-devices-host --bin bench [-- --rounds N --batch N --users N --skip-sqlite]
+//! cargo run --profile host -p push-devices-host --bin bench [-- --rounds N --batch N --users N --skip-sqlite --perf-map]
 //! ```
+//!
+//! `--perf-map` profiles instead of measuring cleanly: the components are built unstripped
+//! into `<target>/perf` and the engine writes `/tmp/perf-<pid>.map`, so
+//! `perf record -g -- target/host/bench --perf-map` then `perf report` name guest functions.
 //!
 //! It builds the component (`cargo build --target wasm32-wasip2 --release`) and the floor
 //! fixture (`host/bench-fixtures/hello`, into the same target dir) first; both are no-ops when
@@ -45,6 +49,7 @@ struct Options {
     batch: usize,
     large: usize,
     sqlite: bool,
+    perf_map: bool,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -53,6 +58,7 @@ fn options() -> Result<Options, BoxError> {
         batch: 40,
         large: 100_000,
         sqlite: true,
+        perf_map: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,6 +73,7 @@ fn options() -> Result<Options, BoxError> {
             "--batch" => o.batch = num("--batch")?,
             "--users" => o.large = num("--users")?,
             "--skip-sqlite" => o.sqlite = false,
+            "--perf-map" => o.perf_map = true,
             _ => return Err(format!("unknown argument {a}; see the file's doc comment").into()),
         }
     }
@@ -726,9 +733,14 @@ async fn run_store(scales: &mut [Scale], hello: &Host, o: &Options) -> Result<Re
 // ---------------------------------------------------------------------------------------
 // Building and footprint
 
-fn build(dir: &Path, target_dir: &Path) -> Result<(), BoxError> {
+/// `unstripped` keeps the `name` section, for profiles that name guest functions.
+fn build(dir: &Path, target_dir: &Path, unstripped: bool) -> Result<(), BoxError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    if unstripped {
+        command.env("CARGO_PROFILE_RELEASE_STRIP", "false");
+    }
+    let status = command
         .current_dir(dir)
         .args([
             "build",
@@ -987,12 +999,18 @@ fn main() -> Result<(), BoxError> {
         .parent()
         .ok_or("no repository root")?
         .to_owned();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let mut target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
+    if o.perf_map {
+        target.push("perf");
+        if !push_devices_host::enable_perf_map() {
+            return Err("the engine was built before --perf-map could take effect".into());
+        }
+    }
     eprintln!("building the component and the hello fixture…");
-    build(&root, &target)?;
-    build(&root.join("host/bench-fixtures/hello"), &target)?;
+    build(&root, &target, o.perf_map)?;
+    build(&root.join("host/bench-fixtures/hello"), &target, o.perf_map)?;
     let component = target.join("wasm32-wasip2/release/push_devices.wasm");
     let hello_wasm = target.join("wasm32-wasip2/release/bench_hello.wasm");
 
