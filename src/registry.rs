@@ -141,15 +141,30 @@ impl Record for IndexShard {
 /// Sorted, unique (a sorted `Vec` rather than a `BTreeSet`: far less code in the component).
 type TokenSet = Vec<(Provider, String)>;
 
-fn tokens_of(devices: &[Device]) -> TokenSet {
-    let mut set: TokenSet = devices
-        .iter()
-        .flat_map(Device::push_tokens)
-        .map(|(p, t)| (p, t.to_owned()))
-        .collect();
-    set.sort_unstable();
-    set.dedup();
+/// Adds `item` to the sorted, unique `set`; returns whether it was new. The sets here hold
+/// tens of items, so inserting in place beats sorting (and keeps the sort's 8 KB of code out
+/// of the component).
+fn insert_sorted<T: Ord>(set: &mut Vec<T>, item: T) -> bool {
+    match set.binary_search(&item) {
+        Ok(_) => false,
+        Err(at) => {
+            set.insert(at, item);
+            true
+        }
+    }
+}
+
+/// The sorted, unique set of `items`.
+fn sorted_set<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut set = Vec::new();
+    for item in items {
+        insert_sorted(&mut set, item);
+    }
     set
+}
+
+fn tokens_of(devices: &[Device]) -> TokenSet {
+    sorted_set(devices.iter().flat_map(Device::push_tokens).map(|(p, t)| (p, t.to_owned())))
 }
 
 /// The tokens of `a` not in `b`, in order.
@@ -220,13 +235,9 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// (with the caller's settings for it, if the caller has it), accounts holding it that are
     /// not named lose it. Touches only accounts that change.
     pub fn sync(&self, caller: u64, device: &PushToken, named: &[u64]) -> Result<(), StoreError> {
-        let mut targets: Vec<u64> = named.iter().copied().chain([caller]).collect();
-        targets.sort_unstable();
-        targets.dedup();
+        let targets = sorted_set(named.iter().copied().chain([caller]));
         let listed = self.holders(device.provider, &device.token)?;
-        let mut accounts: Vec<u64> = targets.iter().chain(listed.iter()).copied().collect();
-        accounts.sort_unstable();
-        accounts.dedup();
+        let accounts = sorted_set(targets.iter().chain(listed.iter()).copied());
         let records = self.read_users(&accounts)?;
         let held = |user: u64| -> Option<&Device> {
             records
@@ -354,10 +365,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
             let after = tokens_of(&record.devices);
             for (provider, token) in minus(&after, &before) {
                 self.index_add(&keys::token_index(*provider, token), user)?;
-                let entry = (*provider, token.clone());
-                if let Err(at) = indexed.binary_search(&entry) {
-                    indexed.insert(at, entry);
-                }
+                insert_sorted(&mut indexed, (*provider, token.clone()));
             }
             record.rev += 1;
             let removed: TokenSet = minus(&before, &after).cloned().collect();
@@ -433,12 +441,9 @@ impl<'s, S: KvStore> Registry<'s, S> {
                 }
             };
             let Some((_, holders)) = shard.tokens.0.get_mut(at) else { return Ok(Step::Keep(())) };
-            match holders.binary_search(&user) {
-                Ok(_) => Ok(Step::Keep(())),
-                Err(at) => {
-                    holders.insert(at, user);
-                    Ok(Step::Write(shard, ()))
-                }
+            match insert_sorted(holders, user) {
+                true => Ok(Step::Write(shard, ())),
+                false => Ok(Step::Keep(())),
             }
         })?;
         Ok(())
