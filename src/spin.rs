@@ -6,7 +6,6 @@ use crate::service::{self, Platform};
 use crate::store::{KvStore, StoreError, Swap};
 use spin_sdk::http::{Headers, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
-use std::collections::HashMap;
 
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -110,10 +109,13 @@ impl KvStore for SpinStore {
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // Spin's SQLite store leaves missing keys out of the answer instead of pairing them
-        // with `none`, so match values to keys by name, not by position.
-        let mut found: HashMap<String, Option<Vec<u8>>> =
-            batch::get_many(&self.0, keys).map_err(unavailable)?.into_iter().collect();
-        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
+        // with `none`, so match values to keys by name, not by position. A batch is a few
+        // dozen keys: a linear search, no `HashMap` (whose hasher seeds cost a host call).
+        let found = batch::get_many(&self.0, keys).map_err(unavailable)?;
+        Ok(keys
+            .iter()
+            .map(|k| found.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.clone()))
+            .collect())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
