@@ -1,22 +1,20 @@
 //! Who `@me` is. Every failure is the same 401; the reason is never told to the client.
 
-use crate::config::{AuthMode, Config, require};
+use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::token::{Purpose, parse_user_id};
 use subtle::ConstantTimeEq;
 
-pub fn authenticate(config: &Config, req: &Request, now_secs: u64) -> Result<u64, ApiError> {
-    match &config.auth {
+pub fn authenticate(auth: &AuthMode, req: &Request, now_secs: u64) -> Result<u64, ApiError> {
+    match auth {
         AuthMode::Token { keys, lifetime_secs } => {
-            let keys = require(keys)?;
             let header = req.header("authorization").ok_or(ApiError::Unauthorized)?.trim();
             let token = strip_bearer(header);
             keys.verify(Purpose::Auth, token, now_secs, *lifetime_secs)
                 .map_err(|_| ApiError::Unauthorized)
         }
         AuthMode::Gateway { key } => {
-            let key = require(key)?;
             let presented = req.header("x-gateway-key").ok_or(ApiError::Unauthorized)?;
             if !bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
                 return Err(ApiError::Unauthorized);
@@ -27,12 +25,9 @@ pub fn authenticate(config: &Config, req: &Request, now_secs: u64) -> Result<u64
     }
 }
 
-/// The internal API's caller: whoever presents `admin_key` in `x-admin-key`.
-pub fn authenticate_admin(config: &Config, req: &Request) -> Result<(), ApiError> {
-    let key = match &config.admin_key {
-        None => return Err(ApiError::NotFound),
-        Some(key) => require(key)?,
-    };
+/// The internal API's caller: whoever presents `admin_key` (`None`: unset) in `x-admin-key`.
+pub fn authenticate_admin(admin_key: Option<&str>, req: &Request) -> Result<(), ApiError> {
+    let key = admin_key.ok_or(ApiError::NotFound)?;
     let presented = req.header("x-admin-key").ok_or(ApiError::Unauthorized)?;
     if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
         Ok(())
@@ -56,20 +51,15 @@ mod tests {
     const KEY: &str = "0123456789abcdef0123456789abcdef";
     const NOW: u64 = 1_760_000_000;
 
-    fn token_config() -> Config {
-        Config::load(|n| (n == "auth_token_secret").then(|| KEY.to_owned())).unwrap()
+    fn token_config() -> AuthMode {
+        AuthMode::Token { keys: Keyring::parse(KEY).unwrap(), lifetime_secs: 86_400 }
     }
 
-    fn gateway_config() -> Config {
-        Config::load(|n| match n {
-            "auth_mode" => Some("gateway".into()),
-            "gateway_key" => Some(KEY.into()),
-            _ => None,
-        })
-        .unwrap()
+    fn gateway_config() -> AuthMode {
+        AuthMode::Gateway { key: KEY.to_owned() }
     }
 
-    fn status(config: &Config, req: Request) -> Result<u64, u16> {
+    fn status(config: &AuthMode, req: Request) -> Result<u64, u16> {
         authenticate(config, &req, NOW).map_err(|e| e.status())
     }
 
@@ -85,21 +75,18 @@ mod tests {
         assert_eq!(status(&c, req().with_header("authorization", "Bearer ")), Err(401));
         let sync = Keyring::parse(KEY).unwrap().mint(Purpose::Sync, 77, NOW);
         assert_eq!(status(&c, req().with_header("authorization", &sync)), Err(401));
-        let unconfigured = Config::load(|_| None).unwrap();
-        assert_eq!(status(&unconfigured, req().with_header("authorization", &token)), Err(500));
+        let expired = AuthMode::Token { keys: Keyring::parse(KEY).unwrap(), lifetime_secs: 1 };
+        let old = Keyring::parse(KEY).unwrap().mint(Purpose::Auth, 77, NOW - 2);
+        assert_eq!(status(&expired, req().with_header("authorization", &old)), Err(401));
     }
 
     #[test]
     fn admin_key() {
         let req = |key: &str| Request::new("GET", "/", b"").with_header("x-admin-key", key);
-        let off = Config::load(|_| None).unwrap();
-        assert_eq!(authenticate_admin(&off, &req(KEY)).map_err(|e| e.status()), Err(404));
-        let on = Config::load(|n| (n == "admin_key").then(|| KEY.to_owned())).unwrap();
-        assert_eq!(authenticate_admin(&on, &req(KEY)).map_err(|e| e.status()), Ok(()));
-        assert_eq!(authenticate_admin(&on, &req("nope")).map_err(|e| e.status()), Err(401));
-        assert_eq!(authenticate_admin(&on, &Request::new("GET", "/", b"")).map_err(|e| e.status()), Err(401));
-        let weak = Config::load(|n| (n == "admin_key").then(|| "short".to_owned())).unwrap();
-        assert_eq!(authenticate_admin(&weak, &req("short")).map_err(|e| e.status()), Err(500));
+        assert_eq!(authenticate_admin(None, &req(KEY)).map_err(|e| e.status()), Err(404));
+        assert_eq!(authenticate_admin(Some(KEY), &req(KEY)).map_err(|e| e.status()), Ok(()));
+        assert_eq!(authenticate_admin(Some(KEY), &req("nope")).map_err(|e| e.status()), Err(401));
+        assert_eq!(authenticate_admin(Some(KEY), &Request::new("GET", "/", b"")).map_err(|e| e.status()), Err(401));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the platform, so Spin, the native benchmark and the tests run the very same code.
 
 use crate::auth;
-use crate::config::{Config, require};
+use crate::config::Variables;
 use crate::error::ApiError;
 use crate::form;
 use crate::http::{Body, Request, Response};
@@ -32,8 +32,8 @@ struct SyncTokenBody {
 }
 
 #[derive(Serialize)]
-struct SyncBody {
-    invalid_push_sync_tokens: Vec<String>,
+struct SyncBody<'a> {
+    invalid_push_sync_tokens: &'a [&'a str],
 }
 
 /// A device as the internal API lists it: the registration body's names plus
@@ -79,38 +79,29 @@ struct DevicesBody<'a> {
     devices: Vec<DeviceView<'a>>,
 }
 
-/// The live devices of a user, for the typed interface.
-pub fn list_devices<P: Platform>(platform: &P, user: u64) -> Result<Vec<Device>, ApiError> {
-    list_devices_with(platform, &Config::load(|name| platform.variable(name))?, user)
+/// The variables of one call, read through the platform.
+fn variables<P: Platform>(platform: &P) -> Variables<impl Fn(&str) -> Option<String> + '_> {
+    Variables::new(|name| platform.variable(name))
 }
 
-/// Drops a dead token from every account holding it, for the typed interface; returns how
-/// many did.
+/// The live devices of a user, for the typed interface.
+pub fn list_devices<P: Platform>(platform: &P, user: u64) -> Result<Vec<Device>, ApiError> {
+    let vars = variables(platform);
+    let store = platform.open_store(&vars.store_label())?;
+    Ok(Registry::new(&store, vars.limits()?, platform.now_ms()).devices(user)?)
+}
+
+/// Drops a dead token from every account holding it, for the typed interface and the internal
+/// API; returns how many did.
 pub fn invalidate<P: Platform>(
     platform: &P,
     provider: Provider,
     token: &str,
     reason: InvalidationReason,
 ) -> Result<usize, ApiError> {
-    invalidate_with(platform, &Config::load(|name| platform.variable(name))?, provider, token, reason)
-}
-
-/// The internal API and the typed interface share these; the HTTP path has already read its
-/// configuration and passes it in.
-fn list_devices_with<P: Platform>(platform: &P, config: &Config, user: u64) -> Result<Vec<Device>, ApiError> {
-    let store = platform.open_store(&config.store_label)?;
-    Ok(Registry::new(&store, config.limits, platform.now_ms()).devices(user)?)
-}
-
-fn invalidate_with<P: Platform>(
-    platform: &P,
-    config: &Config,
-    provider: Provider,
-    token: &str,
-    reason: InvalidationReason,
-) -> Result<usize, ApiError> {
-    let store = platform.open_store(&config.store_label)?;
-    let removed = Registry::new(&store, config.limits, platform.now_ms()).invalidate(provider, token)?;
+    let vars = variables(platform);
+    let store = platform.open_store(&vars.store_label())?;
+    let removed = Registry::new(&store, vars.limits()?, platform.now_ms()).invalidate(provider, token)?;
     eprintln!(
         "push-devices: invalidated {} ({}) on {removed} account(s)",
         keys::log_label(provider, token),
@@ -119,20 +110,26 @@ fn invalidate_with<P: Platform>(
     Ok(removed)
 }
 
+/// The registry as a write sees it: the variables read, the store open.
+type Apply<'a, S> = dyn Fn(&Registry<'_, S>) -> Result<Response, ApiError> + 'a;
+
 /// Runs a validated write under the caller's rate limit; the answer carries the limit headers.
-fn write<P: Platform>(
+/// `apply` is a `dyn`: one copy of this function serves every write route.
+fn write<P: Platform, F: Fn(&str) -> Option<String>>(
     platform: &P,
-    config: &Config,
+    vars: &Variables<F>,
     user: u64,
     now_ms: u64,
-    apply: impl FnOnce(&Registry<'_, P::Store>) -> Result<Response, ApiError>,
+    apply: &Apply<'_, P::Store>,
 ) -> Result<Response, ApiError> {
-    let store = platform.open_store(&config.store_label)?;
-    let standing = ratelimit::consume(&store, user, config.rate_limit, now_ms)?;
+    // Every variable first: a misconfigured write must not spend the caller's rate limit.
+    let (label, policy, limits) = (vars.store_label(), vars.rate_limit()?, vars.limits()?);
+    let store = platform.open_store(&label)?;
+    let standing = ratelimit::consume(&store, user, policy, now_ms)?;
     if let Some(standing) = standing.filter(|s| s.limited) {
         return Err(ApiError::RateLimited(standing));
     }
-    let mut response = apply(&Registry::new(&store, config.limits, now_ms))?;
+    let mut response = apply(&Registry::new(&store, limits, now_ms))?;
     if let Some(standing) = standing {
         response.headers.extend(standing.headers());
     }
@@ -148,16 +145,16 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
     if let Err(ApiError::NotFound) = route {
         return Err(ApiError::NotFound);
     }
-    let config = Config::load(|name| platform.variable(name))?;
+    let vars = variables(platform);
     if route::is_internal(&req.path) {
-        auth::authenticate_admin(&config, req)?;
+        auth::authenticate_admin(vars.admin_key()?.as_deref(), req)?;
     }
     let route = route?;
     let now_ms = platform.now_ms();
     let now_secs = now_ms / 1000;
     let user = match route.internal() {
         true => 0, // the admin acts for no user; internal routes name theirs
-        false => auth::authenticate(&config, req, now_secs)?,
+        false => auth::authenticate(&vars.auth()?, req, now_secs)?,
     };
     let body = match (&req.body, route.writes()) {
         (_, false) => &[][..],
@@ -166,49 +163,47 @@ fn dispatch<P: Platform>(platform: &P, req: &Request) -> Result<Response, ApiErr
     };
     match route {
         Route::SyncToken => {
-            let keys = require(&config.sync_keys)?;
-            let token = keys.mint(Purpose::Sync, user, now_secs);
+            let token = vars.sync_keys()?.mint(Purpose::Sync, user, now_secs);
             Ok(Response::json(200, json::to_vec(&SyncTokenBody { token })))
         }
         Route::RegisterDevice => {
             let registration = form::parse_registration(body)?;
-            write(platform, &config, user, now_ms, |registry| {
+            write(platform, &vars, user, now_ms, &|registry| {
                 registry.register(user, &registration)?;
                 Ok(Response::no_content())
             })
         }
         Route::UnregisterDevice => {
             let device = form::parse_push_token(body)?;
-            write(platform, &config, user, now_ms, |registry| {
+            write(platform, &vars, user, now_ms, &|registry| {
                 registry.unregister(user, &device)?;
                 Ok(Response::no_content())
             })
         }
         Route::SyncDevices => {
             let sync = form::parse_sync(body)?;
-            let keys = require(&config.sync_keys)?;
+            let (keys, lifetime_secs) = (vars.sync_keys()?, vars.sync_lifetime_secs()?);
             let mut named = Vec::with_capacity(sync.push_sync_tokens.len());
             let mut invalid = Vec::new();
-            for token in sync.push_sync_tokens {
-                match keys.verify(Purpose::Sync, &token, now_secs, config.sync_lifetime_secs) {
+            for token in &sync.push_sync_tokens {
+                match keys.verify(Purpose::Sync, token, now_secs, lifetime_secs) {
                     Ok(account) => named.push(account),
-                    Err(_) => invalid.push(token),
+                    Err(_) => invalid.push(token.as_str()),
                 }
             }
-            write(platform, &config, user, now_ms, |registry| {
+            write(platform, &vars, user, now_ms, &|registry| {
                 registry.sync(user, &sync.device, &named)?;
-                let body = SyncBody { invalid_push_sync_tokens: invalid };
-                Ok(Response::json(200, json::to_vec(&body)))
+                Ok(Response::json(200, json::to_vec(&SyncBody { invalid_push_sync_tokens: &invalid })))
             })
         }
         Route::InternalDevices { user_id } => {
-            let devices = list_devices_with(platform, &config, user_id)?;
+            let devices = list_devices(platform, user_id)?;
             let body = DevicesBody { devices: devices.iter().map(DeviceView::from).collect() };
             Ok(Response::json(200, json::to_vec(&body)))
         }
         Route::InternalInvalidate => {
             let request = form::parse_invalidation(body)?;
-            invalidate_with(platform, &config, request.device.provider, &request.device.token, request.reason)?;
+            invalidate(platform, request.device.provider, &request.device.token, request.reason)?;
             Ok(Response::no_content())
         }
     }

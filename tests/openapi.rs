@@ -173,14 +173,21 @@ fn every_documented_response_is_real_and_valid() {
         c.check(path, method, &r);
     }
 
-    // 500: a variable the component cannot use (it names it).
-    let broken = Server::start(variables(&[("max_devices_per_user", "lots")]), StoreChoice::Memory);
+    // 500: a variable the component cannot use (it names it). Routes read only the variables
+    // they need: every public route reads the auth ones, the internal ones the registry's.
+    let broken = Server::start(
+        variables(&[("auth_token_ttl_seconds", "lots"), ("max_devices_per_user", "lots")]),
+        StoreChoice::Memory,
+    );
     for (path, method, body) in [(DEVICES, "POST", reg), (DEVICES, "DELETE", reg), (SYNC_TOKEN, "GET", ""), (SYNC, "PUT", sync.as_str())] {
         let r = broken.call(method, path, Some(1), body);
         assert_eq!(r.status, 500);
-        assert!(r.body.contains("max_devices_per_user"));
+        assert!(r.body.contains("auth_token_ttl_seconds"), "{}", r.body);
         c.check(path, method, &r);
     }
+    let r = broken.admin("GET", "/internal/users/2/devices", "");
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("max_devices_per_user"), "{}", r.body);
     c.check(LIST, "GET", &broken.admin("GET", "/internal/users/2/devices", ""));
     c.check(INVALIDATE, "POST", &broken.admin("POST", INVALIDATE, r#"{"provider": "gcm", "token": "x", "reason": "manual"}"#));
 
