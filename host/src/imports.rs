@@ -5,7 +5,7 @@
 //! the backends. Resources: a `bucket` is a [`Bucket`] (the label it was opened with),
 //! a `cas` is a [`Cas`] (label, key, and the value `current()` last saw).
 
-use crate::kv::{Dispatch, KvBackend, KvError, SwapOutcome};
+use crate::kv::{Access, Dispatch, KvBackend, KvError, SwapOutcome};
 use crate::state::RequestState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,12 +58,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Resu
 }
 
 /// Runs one backend call the way the backend asks to be run (see [`Dispatch`]).
-async fn call<T, F>(kv: &Arc<KvShared>, f: F) -> wasmtime::Result<T>
+async fn call<T, F>(kv: &Arc<KvShared>, access: Access, f: F) -> wasmtime::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&dyn KvBackend) -> T + Send + 'static,
 {
-    match kv.backend.dispatch() {
+    match kv.backend.dispatch(access) {
         Dispatch::Inline => Ok(f(&*kv.backend)),
         Dispatch::YieldThenInline => {
             tokio::task::yield_now().await;
@@ -111,7 +111,7 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.get(&label, &key))
+        Ok(call(&self.kv, Access::Read, move |b| b.get(&label, &key))
             .await?
             .map_err(to_wit))
     }
@@ -123,7 +123,7 @@ impl store::HostBucket for RequestState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.set(&label, &key, &value))
+        Ok(call(&self.kv, Access::Write, move |b| b.set(&label, &key, &value))
             .await?
             .map_err(to_wit))
     }
@@ -134,7 +134,7 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.delete(&label, &key))
+        Ok(call(&self.kv, Access::Write, move |b| b.delete(&label, &key))
             .await?
             .map_err(to_wit))
     }
@@ -145,7 +145,7 @@ impl store::HostBucket for RequestState {
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.exists(&label, &key))
+        Ok(call(&self.kv, Access::Read, move |b| b.exists(&label, &key))
             .await?
             .map_err(to_wit))
     }
@@ -157,7 +157,7 @@ impl store::HostBucket for RequestState {
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         // All keys in one page, like Spin: `cursor` is ignored and none is returned.
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.list_keys(&label))
+        Ok(call(&self.kv, Access::Read, move |b| b.list_keys(&label))
             .await?
             .map(|keys| store::KeyResponse { keys, cursor: None })
             .map_err(to_wit))
@@ -177,7 +177,7 @@ impl atomics::Host for RequestState {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.increment(&label, &key, delta))
+        Ok(call(&self.kv, Access::Write, move |b| b.increment(&label, &key, delta))
             .await?
             .map_err(to_wit))
     }
@@ -191,7 +191,7 @@ impl atomics::Host for RequestState {
             let c = self.table.get(&cas)?;
             (c.label.clone(), c.key.clone(), c.seen.clone())
         };
-        let outcome = call(&self.kv, move |b| {
+        let outcome = call(&self.kv, Access::Write, move |b| {
             b.swap(&label, &key, seen.as_deref(), &value)
         })
         .await?;
@@ -233,7 +233,7 @@ impl atomics::HostCas for RequestState {
             let c = self.table.get(&cas)?;
             (c.label.clone(), c.key.clone())
         };
-        match call(&self.kv, move |b| b.get(&label, &key)).await? {
+        match call(&self.kv, Access::Read, move |b| b.get(&label, &key)).await? {
             Ok(value) => {
                 self.table.get_mut(&cas)?.seen = value.clone();
                 Ok(Ok(value))
@@ -255,7 +255,7 @@ impl batch::Host for RequestState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.get_many(&label, &keys))
+        Ok(call(&self.kv, Access::Read, move |b| b.get_many(&label, &keys))
             .await?
             .map_err(to_wit))
     }
@@ -266,7 +266,7 @@ impl batch::Host for RequestState {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.set_many(&label, &key_values))
+        Ok(call(&self.kv, Access::Write, move |b| b.set_many(&label, &key_values))
             .await?
             .map_err(to_wit))
     }
@@ -277,7 +277,7 @@ impl batch::Host for RequestState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let label = self.label(&bucket)?;
-        Ok(call(&self.kv, move |b| b.delete_many(&label, &keys))
+        Ok(call(&self.kv, Access::Write, move |b| b.delete_many(&label, &keys))
             .await?
             .map_err(to_wit))
     }

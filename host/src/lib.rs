@@ -86,7 +86,7 @@ mod state;
 
 pub use engine::enable_perf_map;
 pub use imports::is_valid_variable_name;
-pub use kv::{Dispatch, KeyValue, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
+pub use kv::{Access, Dispatch, KeyValue, KvBackend, KvError, MemoryStore, SqliteStore, SwapOutcome};
 pub use registry::{Device, InvalidationReason, Provider, RegistryError, VoipToken};
 pub use routes::Routes;
 pub use server::ServerHandle;

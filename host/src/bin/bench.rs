@@ -21,7 +21,7 @@
 use bytes::Bytes;
 use push_devices as pd;
 use push_devices_host::{
-    Dispatch, GuestOutput, Host, HostConfig, KeyValue, KvBackend, KvError, MemoryStore,
+    Access, Dispatch, GuestOutput, Host, HostConfig, KeyValue, KvBackend, KvError, MemoryStore,
     SqliteStore, StoreChoice, SwapOutcome,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -151,8 +151,8 @@ impl<B: KvBackend> KvBackend for Counting<B> {
         self.tick();
         self.inner.delete_many(s, keys)
     }
-    fn dispatch(&self) -> Dispatch {
-        self.inner.dispatch()
+    fn dispatch(&self, access: Access) -> Dispatch {
+        self.inner.dispatch(access)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Fault injection: fail a chosen share of backend calls, deterministically.
 
-use super::{Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
+use super::{Access, Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -156,8 +156,8 @@ impl<B: KvBackend> KvBackend for Faults<B> {
     fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.call("increment", |b| b.increment(store, key, delta))
     }
-    fn dispatch(&self) -> Dispatch {
-        self.inner.dispatch()
+    fn dispatch(&self, access: Access) -> Dispatch {
+        self.inner.dispatch(access)
     }
 }
 

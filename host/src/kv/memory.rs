@@ -1,6 +1,6 @@
 //! In-memory backend for tests: fast, inspectable, gone when dropped.
 
-use super::{Dispatch, KvBackend, KvError, SwapOutcome, add_counter, decode_counter};
+use super::{Access, Dispatch, KvBackend, KvError, SwapOutcome, add_counter, decode_counter};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -93,7 +93,7 @@ impl KvBackend for MemoryStore {
         Ok(next)
     }
 
-    fn dispatch(&self) -> Dispatch {
+    fn dispatch(&self, _access: Access) -> Dispatch {
         Dispatch::YieldThenInline
     }
 }

@@ -66,6 +66,16 @@ pub enum SwapOutcome {
     Conflict,
 }
 
+/// What a backend call does, for [`KvBackend::dispatch`]: a backend may serve reads one way
+/// and writes another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `get`, `get-many`, `exists`, `list-keys`, and a `cas`'s `current`.
+    Read,
+    /// Everything that writes or may write: `set`, `delete`, `swap`, `increment`, the batches.
+    Write,
+}
+
 /// How the host should call a backend from the async runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatch {
@@ -125,8 +135,8 @@ pub trait KvBackend: Send + Sync + 'static {
     fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), KvError> {
         keys.iter().try_for_each(|k| self.delete(store, k))
     }
-    /// How the host should call this backend; see [`Dispatch`].
-    fn dispatch(&self) -> Dispatch {
+    /// How the host should call this backend for a call of kind `access`; see [`Dispatch`].
+    fn dispatch(&self, _access: Access) -> Dispatch {
         Dispatch::Blocking
     }
 }
@@ -170,8 +180,8 @@ impl<B: KvBackend + ?Sized> KvBackend for std::sync::Arc<B> {
     fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), KvError> {
         (**self).delete_many(store, keys)
     }
-    fn dispatch(&self) -> Dispatch {
-        (**self).dispatch()
+    fn dispatch(&self, access: Access) -> Dispatch {
+        (**self).dispatch(access)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reproduces known quirks of Spin's own key-value stores, so the component can be
 //! tested against the stores it will really meet.
 
-use super::{Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
+use super::{Access, Dispatch, KeyValue, KvBackend, KvError, SwapOutcome};
 use std::time::Duration;
 
 /// Which quirks to switch on.
@@ -89,7 +89,7 @@ impl<B: KvBackend> KvBackend for Quirks<B> {
         Ok(outcome)
     }
 
-    fn dispatch(&self) -> Dispatch {
+    fn dispatch(&self, _access: Access) -> Dispatch {
         Dispatch::Blocking
     }
 }
