@@ -10,8 +10,8 @@
 //!
 //! Invariant: the holders index never misses a holder. Adding a token writes the index before
 //! the account record. Removing one writes the account record, then the index, then *fences* the
-//! account record (bumps its `rev` by compare-and-swap, re-adding the index entry if a concurrent
-//! request put the token back meanwhile), so a writer that checked the index before our removal
+//! account record (bumps its `rev` by compare-and-swap, creating it empty if absent, re-adding
+//! the index entry if a concurrent request put the token back meanwhile), so a writer that checked the index before our removal
 //! cannot then store a record holding the token without its swap failing and going round again.
 
 use crate::cas::{self, Record, SCHEMA, Step};
@@ -298,8 +298,9 @@ impl<'s, S: KvStore> Registry<'s, S> {
                     d.voip = None;
                 }
             }
-            held = *devices != before;
-            held
+            let changed = *devices != before;
+            held |= changed; // an earlier attempt may have landed unseen (see `edit_user`)
+            changed
         })?;
         if !held {
             let gone: TokenSet = vec![(provider, token.to_owned())];
@@ -352,7 +353,10 @@ impl<'s, S: KvStore> Registry<'s, S> {
         mut edit: impl FnMut(&mut Vec<Device>) -> bool,
     ) -> Result<(), StoreError> {
         let key = keys::user(user);
+        // Both accumulate over attempts: an attempt whose swap was reported failed may have
+        // landed (see `cas`), and the attempt after it then sees nothing left to add or remove.
         let mut indexed = TokenSet::new();
+        let mut removed = TokenSet::new();
         let outcome = cas::update(self.store, &key, |current: Option<UserRecord>| {
             let mut record = current.unwrap_or(UserRecord { v: SCHEMA, rev: 0, devices: Vec::new() });
             let before = tokens_of(&record.devices);
@@ -360,7 +364,7 @@ impl<'s, S: KvStore> Registry<'s, S> {
             record.devices.retain(|d| self.fresh(d));
             let expired = record.devices.len() != count;
             if !edit(&mut record.devices) && !expired {
-                return Ok(Step::Keep(TokenSet::new()));
+                return Ok(Step::Keep(()));
             }
             let after = tokens_of(&record.devices);
             for (provider, token) in minus(&after, &before) {
@@ -368,18 +372,17 @@ impl<'s, S: KvStore> Registry<'s, S> {
                 insert_sorted(&mut indexed, (*provider, token.clone()));
             }
             record.rev += 1;
-            let removed: TokenSet = minus(&before, &after).cloned().collect();
-            Ok(Step::Write(record, removed))
-        });
-        let removed = match outcome {
-            Ok((removed, _)) => removed,
-            Err(e) => {
-                if !indexed.is_empty() {
-                    self.take_back(user, &indexed);
-                }
-                return Err(e);
+            for gone in minus(&before, &after) {
+                insert_sorted(&mut removed, gone.clone());
             }
-        };
+            Ok(Step::Write(record, ()))
+        });
+        if let Err(e) = outcome {
+            if !indexed.is_empty() {
+                self.take_back(user, &indexed);
+            }
+            return Err(e);
+        }
         if !removed.is_empty() {
             self.unindex(user, &removed)?;
         }
@@ -417,7 +420,11 @@ impl<'s, S: KvStore> Registry<'s, S> {
         }
         let key = keys::user(user);
         cas::update(self.store, &key, |current: Option<UserRecord>| {
-            let Some(mut record) = current else { return Ok(Step::Keep(())) };
+            // An absent record is fenced too, by creating it empty: a request creating it with
+            // one of these tokens may have checked the index before we unindexed, and creation
+            // is elected (see `cas::create`), so that request then goes round again and
+            // re-indexes instead of writing unchecked.
+            let mut record = current.unwrap_or(UserRecord { v: SCHEMA, rev: 0, devices: Vec::new() });
             let now_held = tokens_of(&record.devices);
             for (provider, token) in both(gone, &now_held) {
                 self.index_add(&keys::token_index(*provider, token), user)?;
@@ -452,21 +459,22 @@ impl<'s, S: KvStore> Registry<'s, S> {
     /// Returns whether `user` was listed (and so removed). A token's last holder takes its entry
     /// out of the shard; the shard key itself stays (deleting a key is a blind write that could
     /// drop an entry added concurrently).
+    ///
+    /// "Was listed" is true if any attempt removed it: a removal reported failed may have landed,
+    /// and the next attempt then finds nothing to remove, but the caller must still fence.
     fn index_remove(&self, slot: &IndexSlot, user: u64) -> Result<bool, StoreError> {
-        let (removed, _) = cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
-            let Some(mut shard) = current else { return Ok(Step::Keep(false)) };
-            let Ok(slot_at) = shard.tokens.find(&slot.entry) else { return Ok(Step::Keep(false)) };
-            let Some((_, holders)) = shard.tokens.0.get_mut(slot_at) else { return Ok(Step::Keep(false)) };
-            match holders.binary_search(&user) {
-                Err(_) => Ok(Step::Keep(false)),
-                Ok(at) => {
-                    holders.remove(at);
-                    if holders.is_empty() {
-                        shard.tokens.0.remove(slot_at);
-                    }
-                    Ok(Step::Write(shard, true))
-                }
+        let mut removed = false;
+        cas::update(self.store, &slot.shard, |current: Option<IndexShard>| {
+            let Some(mut shard) = current else { return Ok(Step::Keep(())) };
+            let Ok(slot_at) = shard.tokens.find(&slot.entry) else { return Ok(Step::Keep(())) };
+            let Some((_, holders)) = shard.tokens.0.get_mut(slot_at) else { return Ok(Step::Keep(())) };
+            let Ok(at) = holders.binary_search(&user) else { return Ok(Step::Keep(())) };
+            holders.remove(at);
+            if holders.is_empty() {
+                shard.tokens.0.remove(slot_at);
             }
+            removed = true;
+            Ok(Step::Write(shard, ()))
         })?;
         Ok(removed)
     }

@@ -358,7 +358,10 @@ struct Staged<'a> {
     key: &'static str,
     before_first_swap: Option<Box<dyn Fn() + Send + Sync + 'a>>,
     after_first_swap: Option<Box<dyn Fn() + Send + Sync + 'a>>,
+    /// Runs before the first `increment` of `key`'s creation claim (a creating write).
+    before_first_claim: Option<Box<dyn Fn() + Send + Sync + 'a>>,
     swaps: std::sync::atomic::AtomicUsize,
+    claims: std::sync::atomic::AtomicUsize,
 }
 
 impl KvStore for Staged<'_> {
@@ -388,6 +391,12 @@ impl KvStore for Staged<'_> {
         outcome
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if key == keys::creation_claim(self.key)
+            && self.claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+            && let Some(hook) = &self.before_first_claim
+        {
+            hook();
+        }
         self.inner.increment(key, delta)
     }
 }
@@ -417,7 +426,9 @@ fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
             a_wrote.lock().unwrap().send(()).unwrap();
             b_ready_rx.lock().unwrap().recv().unwrap();
         })),
+        before_first_claim: None,
         swaps: Default::default(),
+        claims: Default::default(),
     };
     let b_store = Staged {
         inner: &store,
@@ -427,7 +438,9 @@ fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
             a_done_rx.lock().unwrap().recv().unwrap();
         })),
         after_first_swap: None,
+        before_first_claim: None,
         swaps: Default::default(),
+        claims: Default::default(),
     };
     std::thread::scope(|s| {
         let a_store = &a_store;
@@ -512,5 +525,165 @@ fn a_registration_reported_failed_that_landed_stays_indexed() {
     assert_eq!(err, StoreError::Unavailable("connection reset".into()));
     assert_eq!(tokens(&store, 1, NOW), ["z", "a"]);
     assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "a").unwrap(), [1]);
+    assert_invariants(&store, 20);
+}
+
+/// A store whose first swap of a key starting with `prefix` lands, then runs `meanwhile` (another
+/// writer changing the key), then reports `cas-failed`: Spin's Redis quirk, at its worst moment,
+/// since the re-read then cannot recognise the write.
+struct LandedButConflicted<'a, S> {
+    inner: &'a S,
+    prefix: &'static str,
+    meanwhile: Box<dyn Fn() + Send + Sync + 'a>,
+    lied: std::sync::atomic::AtomicBool,
+}
+
+impl<S: KvStore<Cas = crate::memory::MemCas>> KvStore for LandedButConflicted<'_, S> {
+    type Cas = crate::memory::MemCas;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.get_many(keys)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)
+    }
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
+        self.inner.watch(key)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<crate::store::Swap, StoreError> {
+        let lie = key_of(&cas).starts_with(self.prefix) && !self.lied.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome = self.inner.swap(cas, value)?;
+        if lie {
+            assert_eq!(outcome, crate::store::Swap::Swapped, "the staged swap should land");
+            (self.meanwhile)();
+            return Ok(crate::store::Swap::Conflict);
+        }
+        Ok(outcome)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+}
+
+#[test]
+fn a_removal_that_landed_unseen_is_still_unindexed() {
+    // With a cap of one device, registering "u" evicts "t". The swap lands but reports a
+    // conflict, and "u" is re-registered meanwhile, so the retry finds "t" already gone and
+    // removes nothing. The index must still lose the account for "t".
+    let store = MemStore::new();
+    let one = Limits { max_devices: 1, ..Limits::default() };
+    Registry::new(&store, one, NOW).register(1, &reg(Provider::Gcm, "t")).unwrap();
+    let lying = LandedButConflicted {
+        inner: &store,
+        prefix: "pd:u:1",
+        meanwhile: Box::new(|| Registry::new(&store, one, NOW + 1).register(1, &reg(Provider::Gcm, "u")).unwrap()),
+        lied: Default::default(),
+    };
+    Registry::new(&lying, one, NOW + 2).register(1, &reg(Provider::Gcm, "u")).unwrap();
+    assert!(lying.lied.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(tokens(&store, 1, NOW + 2), ["u"]);
+    assert!(registry(&store, NOW).holders(Provider::Gcm, "t").unwrap().is_empty());
+    assert_invariants(&store, 1);
+}
+
+#[test]
+fn an_unindexing_that_landed_unseen_still_fences() {
+    // As `a_removal_racing_a_re_add_never_unindexes_a_holder`, but A's swap taking the account
+    // out of the shard reports a conflict although it landed, and another token of the shard
+    // changed meanwhile: A's retry finds nothing to remove, and A must fence all the same.
+    use std::sync::mpsc::channel;
+    let store = MemStore::new();
+    registry(&store, NOW).register(1, &reg(Provider::Gcm, "t")).unwrap();
+    let neighbour = same_shard_as("t", 1).remove(0);
+    let (a_wrote, a_wrote_rx) = channel::<()>();
+    let (b_ready, b_ready_rx) = channel::<()>();
+    let (a_done, a_done_rx) = channel::<()>();
+    let (b_ready_rx, a_done_rx) = (std::sync::Mutex::new(b_ready_rx), std::sync::Mutex::new(a_done_rx));
+    let (a_wrote, b_ready) = (std::sync::Mutex::new(a_wrote), std::sync::Mutex::new(b_ready));
+    let a_staged = Staged {
+        inner: &store,
+        key: "pd:u:1",
+        before_first_swap: None,
+        after_first_swap: Some(Box::new(|| {
+            a_wrote.lock().unwrap().send(()).unwrap();
+            b_ready_rx.lock().unwrap().recv().unwrap();
+        })),
+        before_first_claim: None,
+        swaps: Default::default(),
+        claims: Default::default(),
+    };
+    let a_store = LandedButConflicted {
+        inner: &a_staged,
+        prefix: "pd:i:",
+        meanwhile: Box::new(|| registry(&store, NOW).register(7, &reg(Provider::Gcm, &neighbour)).unwrap()),
+        lied: Default::default(),
+    };
+    let b_store = Staged {
+        inner: &store,
+        key: "pd:u:1",
+        before_first_swap: Some(Box::new(|| {
+            b_ready.lock().unwrap().send(()).unwrap();
+            a_done_rx.lock().unwrap().recv().unwrap();
+        })),
+        after_first_swap: None,
+        before_first_claim: None,
+        swaps: Default::default(),
+        claims: Default::default(),
+    };
+    std::thread::scope(|s| {
+        let a_store = &a_store;
+        let a_done = &a_done;
+        let a = s.spawn(move || {
+            Registry::new(a_store, Limits::default(), NOW + 1).unregister(1, &push(Provider::Gcm, "t")).unwrap();
+            a_done.send(()).unwrap();
+        });
+        a_wrote_rx.recv().unwrap();
+        Registry::new(&b_store, Limits::default(), NOW + 2).register(1, &reg(Provider::Gcm, "t")).unwrap();
+        a.join().unwrap();
+    });
+    assert!(a_store.lied.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(tokens(&store, 1, NOW + 2), ["t"]);
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, &neighbour).unwrap(), [7]);
+    assert_invariants(&store, 20);
+}
+
+#[test]
+fn clearing_a_leftover_entry_fences_an_account_being_created() {
+    // Account 1 has no record, only an index entry for "t" left by a failed request. B creates
+    // the record with "t": it checks the index (listed, nothing to add), and before its creating
+    // write, A's unregister clears the leftover. A must fence the absent record, or B's write
+    // lands with the index missing the account.
+    use std::sync::mpsc::channel;
+    let store = MemStore::new();
+    registry(&store, NOW).index_add(&keys::token_index(Provider::Gcm, "t"), 1).unwrap();
+    let (b_ready, b_ready_rx) = channel::<()>();
+    let (a_done, a_done_rx) = channel::<()>();
+    let (b_ready, a_done_rx) = (std::sync::Mutex::new(b_ready), std::sync::Mutex::new(a_done_rx));
+    let b_store = Staged {
+        inner: &store,
+        key: "pd:u:1",
+        before_first_swap: None,
+        after_first_swap: None,
+        before_first_claim: Some(Box::new(|| {
+            b_ready.lock().unwrap().send(()).unwrap();
+            a_done_rx.lock().unwrap().recv().unwrap();
+        })),
+        swaps: Default::default(),
+        claims: Default::default(),
+    };
+    std::thread::scope(|s| {
+        let b_store = &b_store;
+        let b = s.spawn(move || {
+            Registry::new(b_store, Limits::default(), NOW + 2).register(1, &reg(Provider::Gcm, "t")).unwrap();
+        });
+        b_ready_rx.recv().unwrap();
+        registry(&store, NOW + 1).unregister(1, &push(Provider::Gcm, "t")).unwrap();
+        a_done.send(()).unwrap();
+        b.join().unwrap();
+    });
+    assert_eq!(tokens(&store, 1, NOW + 2), ["t"]);
+    assert_eq!(registry(&store, NOW).holders(Provider::Gcm, "t").unwrap(), [1]);
     assert_invariants(&store, 20);
 }
