@@ -5,7 +5,7 @@
 //! the backends. Resources: a `bucket` is a [`Bucket`] (the label it was opened with),
 //! a `cas` is a [`Cas`] (label, key, and the value `current()` last saw).
 
-use crate::kv::{Access, Dispatch, KvBackend, KvError, SwapOutcome};
+use crate::kv::{self, Access, Dispatch, KvBackend, KvError, SwapOutcome};
 use crate::state::RequestState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,10 +58,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Resu
 }
 
 /// Runs one backend call the way the backend asks to be run (see [`Dispatch`]).
-async fn call<T, F>(kv: &Arc<KvShared>, access: Access, f: F) -> wasmtime::Result<T>
+async fn call<T, F>(kv: &Arc<KvShared>, access: Access, f: F) -> wasmtime::Result<Result<T, KvError>>
 where
     T: Send + 'static,
-    F: FnOnce(&dyn KvBackend) -> T + Send + 'static,
+    F: Fn(&dyn KvBackend) -> Result<T, KvError> + Send + 'static,
 {
     match kv.backend.dispatch(access) {
         Dispatch::Inline => Ok(f(&*kv.backend)),
@@ -69,13 +69,23 @@ where
             tokio::task::yield_now().await;
             Ok(f(&*kv.backend))
         }
-        Dispatch::Blocking => {
-            let kv = Arc::clone(kv);
-            tokio::task::spawn_blocking(move || f(&*kv.backend))
-                .await
-                .map_err(|e| wasmtime::format_err!("key-value backend call panicked: {e}"))
-        }
+        Dispatch::InlineUnlessBusy => match kv::without_waiting(|| f(&*kv.backend)) {
+            Err(KvError::WouldBlock) => blocking(kv, f).await,
+            done => Ok(done),
+        },
+        Dispatch::Blocking => blocking(kv, f).await,
     }
+}
+
+async fn blocking<T, F>(kv: &Arc<KvShared>, f: F) -> wasmtime::Result<Result<T, KvError>>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn KvBackend) -> Result<T, KvError> + Send + 'static,
+{
+    let kv = Arc::clone(kv);
+    tokio::task::spawn_blocking(move || f(&*kv.backend))
+        .await
+        .map_err(|e| wasmtime::format_err!("key-value backend call panicked: {e}"))
 }
 
 fn to_wit(e: KvError) -> store::Error {
@@ -83,6 +93,8 @@ fn to_wit(e: KvError) -> store::Error {
         KvError::NoSuchStore => store::Error::NoSuchStore,
         KvError::AccessDenied => store::Error::AccessDenied,
         KvError::Other(msg) => store::Error::Other(msg),
+        // `call` retries these where waiting is allowed; a backend that still says so is wrong.
+        KvError::WouldBlock => store::Error::Other(KvError::WouldBlock.to_string()),
     }
 }
 
@@ -323,6 +335,53 @@ mod tests {
         for bad in ["", "A", "Auth", "9a", "_a", "a-b", "a.b", "aé", "a b"] {
             assert!(!is_valid_variable_name(bad), "{bad}");
         }
+    }
+
+    /// Refuses to wait: every call made with waiting off answers `WouldBlock`.
+    struct Contended(crate::kv::MemoryStore, std::sync::Mutex<Vec<(bool, std::thread::ThreadId)>>);
+
+    impl KvBackend for Contended {
+        fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.0.get(store, key)
+        }
+        fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+            self.1.lock().unwrap().push((kv::may_wait(), std::thread::current().id()));
+            if !kv::may_wait() {
+                return Err(KvError::WouldBlock);
+            }
+            self.0.set(store, key, value)
+        }
+        fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+            self.0.delete(store, key)
+        }
+        fn list_keys(&self, store: &str) -> Result<Vec<String>, KvError> {
+            self.0.list_keys(store)
+        }
+        fn swap(&self, store: &str, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<SwapOutcome, KvError> {
+            self.0.swap(store, key, expected, value)
+        }
+        fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+            self.0.increment(store, key, delta)
+        }
+        fn dispatch(&self, _access: Access) -> Dispatch {
+            Dispatch::InlineUnlessBusy
+        }
+    }
+
+    #[test]
+    fn a_busy_inline_try_is_made_again_on_the_blocking_pool() {
+        let backend = Arc::new(Contended(crate::kv::MemoryStore::default(), Default::default()));
+        let kv = Arc::new(KvShared { backend: backend.clone(), labels: vec!["default".into()] });
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let answer = runtime.block_on(call(&kv, Access::Write, |b| b.set("default", "k", b"v")));
+        assert_eq!(answer.unwrap(), Ok(()));
+        assert_eq!(backend.get("default", "k").unwrap().as_deref(), Some(&b"v"[..]));
+        let tries = backend.1.lock().unwrap().clone();
+        let here = std::thread::current().id();
+        assert_eq!(tries.len(), 2, "{tries:?}");
+        assert_eq!(tries[0], (false, here), "first inline, without waiting");
+        assert!(tries[1].0 && tries[1].1 != here, "then on the pool, waiting allowed: {tries:?}");
+        assert!(kv::may_wait());
     }
 
     #[test]
