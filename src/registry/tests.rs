@@ -405,46 +405,55 @@ fn key_of(cas: &crate::memory::MemCas) -> &str {
     cas.key()
 }
 
-#[test]
-fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
-    // A unregisters "t" while B registers it again, staged so that B checks the index (still
-    // listing the account) before A unindexes, and B swaps the account record only after A is
-    // done. Without A's fence B's swap would land and the index would miss the account.
-    use std::sync::mpsc::channel;
-    let store = MemStore::new();
-    registry(&store, NOW).register(1, &reg(Provider::Gcm, "t")).unwrap();
-    let (a_wrote, a_wrote_rx) = channel::<()>();
-    let (b_ready, b_ready_rx) = channel::<()>();
-    let (a_done, a_done_rx) = channel::<()>();
-    let (b_ready_rx, a_done_rx) = (std::sync::Mutex::new(b_ready_rx), std::sync::Mutex::new(a_done_rx));
-    let (a_wrote, b_ready) = (std::sync::Mutex::new(a_wrote), std::sync::Mutex::new(b_ready));
-    let a_store = Staged {
-        inner: &store,
-        key: "pd:u:1",
+/// A `Staged` store with no hooks yet (set them with struct update syntax).
+fn staged<'a>(inner: &'a MemStore, key: &'static str) -> Staged<'a> {
+    Staged {
+        inner,
+        key,
         before_first_swap: None,
-        after_first_swap: Some(Box::new(|| {
-            a_wrote.lock().unwrap().send(()).unwrap();
-            b_ready_rx.lock().unwrap().recv().unwrap();
-        })),
-        before_first_claim: None,
-        swaps: Default::default(),
-        claims: Default::default(),
-    };
-    let b_store = Staged {
-        inner: &store,
-        key: "pd:u:1",
-        before_first_swap: Some(Box::new(|| {
-            b_ready.lock().unwrap().send(()).unwrap();
-            a_done_rx.lock().unwrap().recv().unwrap();
-        })),
         after_first_swap: None,
         before_first_claim: None,
         swaps: Default::default(),
         claims: Default::default(),
+    }
+}
+
+/// A unregisters "t" from account 1 while B registers it again, staged so that B checks the
+/// index (still listing the account) after A wrote the account record but before A unindexes,
+/// and B swaps the account record only after A is done: without A's fence B's swap would land
+/// and the index would miss the account. With `index_meanwhile`, A's first swap of an index
+/// shard lands but reports a conflict, after running it (see [`LandedButConflicted`]).
+/// Returns whether that happened.
+fn race_removal_against_re_add(store: &MemStore, index_meanwhile: Option<Box<dyn Fn() + Send + Sync + '_>>) -> bool {
+    use std::sync::Mutex;
+    use std::sync::mpsc::channel;
+    let (a_wrote, a_wrote_rx) = channel::<()>();
+    let (b_ready, b_ready_rx) = channel::<()>();
+    let (a_done, a_done_rx) = channel::<()>();
+    let (a_wrote, b_ready_rx) = (Mutex::new(a_wrote), Mutex::new(b_ready_rx));
+    let (b_ready, a_done_rx) = (Mutex::new(b_ready), Mutex::new(a_done_rx));
+    let a_staged = Staged {
+        after_first_swap: Some(Box::new(|| {
+            a_wrote.lock().unwrap().send(()).unwrap();
+            b_ready_rx.lock().unwrap().recv().unwrap();
+        })),
+        ..staged(store, "pd:u:1")
+    };
+    let a_store = LandedButConflicted {
+        inner: &a_staged,
+        prefix: "pd:i:",
+        meanwhile: index_meanwhile,
+        lied: Default::default(),
+    };
+    let b_store = Staged {
+        before_first_swap: Some(Box::new(|| {
+            b_ready.lock().unwrap().send(()).unwrap();
+            a_done_rx.lock().unwrap().recv().unwrap();
+        })),
+        ..staged(store, "pd:u:1")
     };
     std::thread::scope(|s| {
-        let a_store = &a_store;
-        let a_done = &a_done;
+        let (a_store, a_done) = (&a_store, &a_done);
         let a = s.spawn(move || {
             Registry::new(a_store, Limits::default(), NOW + 1).unregister(1, &push(Provider::Gcm, "t")).unwrap();
             a_done.send(()).unwrap();
@@ -453,6 +462,14 @@ fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
         Registry::new(&b_store, Limits::default(), NOW + 2).register(1, &reg(Provider::Gcm, "t")).unwrap();
         a.join().unwrap();
     });
+    a_store.lied.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_removal_racing_a_re_add_never_unindexes_a_holder() {
+    let store = MemStore::new();
+    registry(&store, NOW).register(1, &reg(Provider::Gcm, "t")).unwrap();
+    assert!(!race_removal_against_re_add(&store, None));
     assert_eq!(tokens(&store, 1, NOW + 2), ["t"]);
     assert_invariants(&store, 20);
 }
@@ -530,11 +547,12 @@ fn a_registration_reported_failed_that_landed_stays_indexed() {
 
 /// A store whose first swap of a key starting with `prefix` lands, then runs `meanwhile` (another
 /// writer changing the key), then reports `cas-failed`: Spin's Redis quirk, at its worst moment,
-/// since the re-read then cannot recognise the write.
+/// since the re-read then cannot recognise the write. Without `meanwhile` it passes every call
+/// through.
 struct LandedButConflicted<'a, S> {
     inner: &'a S,
     prefix: &'static str,
-    meanwhile: Box<dyn Fn() + Send + Sync + 'a>,
+    meanwhile: Option<Box<dyn Fn() + Send + Sync + 'a>>,
     lied: std::sync::atomic::AtomicBool,
 }
 
@@ -553,11 +571,13 @@ impl<S: KvStore<Cas = crate::memory::MemCas>> KvStore for LandedButConflicted<'_
         self.inner.watch(key)
     }
     fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<crate::store::Swap, StoreError> {
-        let lie = key_of(&cas).starts_with(self.prefix) && !self.lied.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let lie = self.meanwhile.as_ref().filter(|_| {
+            key_of(&cas).starts_with(self.prefix) && !self.lied.swap(true, std::sync::atomic::Ordering::SeqCst)
+        });
         let outcome = self.inner.swap(cas, value)?;
-        if lie {
+        if let Some(meanwhile) = lie {
             assert_eq!(outcome, crate::store::Swap::Swapped, "the staged swap should land");
-            (self.meanwhile)();
+            meanwhile();
             return Ok(crate::store::Swap::Conflict);
         }
         Ok(outcome)
@@ -578,7 +598,7 @@ fn a_removal_that_landed_unseen_is_still_unindexed() {
     let lying = LandedButConflicted {
         inner: &store,
         prefix: "pd:u:1",
-        meanwhile: Box::new(|| Registry::new(&store, one, NOW + 1).register(1, &reg(Provider::Gcm, "u")).unwrap()),
+        meanwhile: Some(Box::new(|| Registry::new(&store, one, NOW + 1).register(1, &reg(Provider::Gcm, "u")).unwrap())),
         lied: Default::default(),
     };
     Registry::new(&lying, one, NOW + 2).register(1, &reg(Provider::Gcm, "u")).unwrap();
@@ -593,57 +613,11 @@ fn an_unindexing_that_landed_unseen_still_fences() {
     // As `a_removal_racing_a_re_add_never_unindexes_a_holder`, but A's swap taking the account
     // out of the shard reports a conflict although it landed, and another token of the shard
     // changed meanwhile: A's retry finds nothing to remove, and A must fence all the same.
-    use std::sync::mpsc::channel;
     let store = MemStore::new();
     registry(&store, NOW).register(1, &reg(Provider::Gcm, "t")).unwrap();
     let neighbour = same_shard_as("t", 1).remove(0);
-    let (a_wrote, a_wrote_rx) = channel::<()>();
-    let (b_ready, b_ready_rx) = channel::<()>();
-    let (a_done, a_done_rx) = channel::<()>();
-    let (b_ready_rx, a_done_rx) = (std::sync::Mutex::new(b_ready_rx), std::sync::Mutex::new(a_done_rx));
-    let (a_wrote, b_ready) = (std::sync::Mutex::new(a_wrote), std::sync::Mutex::new(b_ready));
-    let a_staged = Staged {
-        inner: &store,
-        key: "pd:u:1",
-        before_first_swap: None,
-        after_first_swap: Some(Box::new(|| {
-            a_wrote.lock().unwrap().send(()).unwrap();
-            b_ready_rx.lock().unwrap().recv().unwrap();
-        })),
-        before_first_claim: None,
-        swaps: Default::default(),
-        claims: Default::default(),
-    };
-    let a_store = LandedButConflicted {
-        inner: &a_staged,
-        prefix: "pd:i:",
-        meanwhile: Box::new(|| registry(&store, NOW).register(7, &reg(Provider::Gcm, &neighbour)).unwrap()),
-        lied: Default::default(),
-    };
-    let b_store = Staged {
-        inner: &store,
-        key: "pd:u:1",
-        before_first_swap: Some(Box::new(|| {
-            b_ready.lock().unwrap().send(()).unwrap();
-            a_done_rx.lock().unwrap().recv().unwrap();
-        })),
-        after_first_swap: None,
-        before_first_claim: None,
-        swaps: Default::default(),
-        claims: Default::default(),
-    };
-    std::thread::scope(|s| {
-        let a_store = &a_store;
-        let a_done = &a_done;
-        let a = s.spawn(move || {
-            Registry::new(a_store, Limits::default(), NOW + 1).unregister(1, &push(Provider::Gcm, "t")).unwrap();
-            a_done.send(()).unwrap();
-        });
-        a_wrote_rx.recv().unwrap();
-        Registry::new(&b_store, Limits::default(), NOW + 2).register(1, &reg(Provider::Gcm, "t")).unwrap();
-        a.join().unwrap();
-    });
-    assert!(a_store.lied.load(std::sync::atomic::Ordering::SeqCst));
+    let meanwhile = || registry(&store, NOW).register(7, &reg(Provider::Gcm, &neighbour)).unwrap();
+    assert!(race_removal_against_re_add(&store, Some(Box::new(meanwhile))));
     assert_eq!(tokens(&store, 1, NOW + 2), ["t"]);
     assert_eq!(registry(&store, NOW).holders(Provider::Gcm, &neighbour).unwrap(), [7]);
     assert_invariants(&store, 20);
@@ -662,16 +636,11 @@ fn clearing_a_leftover_entry_fences_an_account_being_created() {
     let (a_done, a_done_rx) = channel::<()>();
     let (b_ready, a_done_rx) = (std::sync::Mutex::new(b_ready), std::sync::Mutex::new(a_done_rx));
     let b_store = Staged {
-        inner: &store,
-        key: "pd:u:1",
-        before_first_swap: None,
-        after_first_swap: None,
         before_first_claim: Some(Box::new(|| {
             b_ready.lock().unwrap().send(()).unwrap();
             a_done_rx.lock().unwrap().recv().unwrap();
         })),
-        swaps: Default::default(),
-        claims: Default::default(),
+        ..staged(&store, "pd:u:1")
     };
     std::thread::scope(|s| {
         let b_store = &b_store;
