@@ -108,14 +108,8 @@ impl KvStore for SpinStore {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // Spin's SQLite store leaves missing keys out of the answer instead of pairing them
-        // with `none`, so match values to keys by name, not by position. A batch is a few
-        // dozen keys: a linear search, no `HashMap` (whose hasher seeds cost a host call).
         let found = batch::get_many(&self.0, keys).map_err(unavailable)?;
-        Ok(keys
-            .iter()
-            .map(|k| found.iter().find(|(name, _)| name == k).and_then(|(_, v)| v.clone()))
-            .collect())
+        Ok(crate::store::match_by_name(keys, found))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
