@@ -139,6 +139,18 @@ fn hostile_bodies_get_4xx_never_5xx() {
     }
     assert_eq!(post(&s, "/users/@me/devices", &vec![b' '; 16 * 1024 + 1]).status, 413);
     assert!(dump(&*s.backend()).keys().all(|k| !k.starts_with("pd:u:")), "nothing was stored");
+
+    // The deepest bodies the parser accepts (127 levels), through the real component: they
+    // must fit its stack (`.cargo/config.toml`) while parsed, read and dropped.
+    let deep = |open: &str, close: &str| format!("{}1{}", open.repeat(126), close.repeat(126));
+    let ignored = [deep("[", "]"), deep(r#"{"x": "#, "}")];
+    for extra in &ignored {
+        let body = format!(r#"{{"provider": "gcm", "token": "fcm:deep", "x": {extra}}}"#);
+        assert_eq!(post(&s, "/users/@me/devices", body.as_bytes()).status, 204, "{}", &body[..60]);
+        let body = format!(r#"{{"provider": "gcm", "token": "fcm:deep", "push_sync_tokens": {extra}}}"#);
+        let r = post(&s, "/users/@me/devices/sync", body.as_bytes());
+        assert_eq!((r.status, r.json()["code"].as_u64()), (400, Some(50035)), "{}", r.body);
+    }
 }
 
 proptest! {
