@@ -4,12 +4,16 @@
 //! route; and the component's footprint.
 //!
 //! ```text
-//! cargo run --profile host -p push-devices-host --bin bench [-- --rounds N --batch N --users N --skip-sqlite --perf-map]
+//! cargo run --profile host -p push-devices-host --bin bench [-- --rounds N --batch N --users N --skip-sqlite --perf-map --only ROUTE --component FILE]
 //! ```
 //!
 //! `--perf-map` profiles instead of measuring cleanly: the components are built unstripped
 //! into `<target>/perf` and the engine writes `/tmp/perf-<pid>.map`, so
-//! `perf record -g -- target/host/bench --perf-map` then `perf report` name guest functions.
+//! `perf record -g -- target/host/bench --perf-map` then `perf report` name guest functions;
+//! `--only sync-token` runs just the routes whose name contains the text, or one of several
+//! comma-separated texts, and the floor (targets of the routes not run then read NaN or MISS);
+//! `--component FILE` measures a prebuilt component instead of building one, for A/B runs of
+//! two builds (BENCHMARKS.md, "Where the time goes").
 //!
 //! It builds the component (`cargo build --target wasm32-wasip2 --release`) and the floor
 //! fixture (`host/bench-fixtures/hello`, into the same target dir) first; both are no-ops when
@@ -43,6 +47,7 @@ const LABEL: &str = "default";
 const FIRST_USER: u64 = 1_000_000;
 const SMALL: usize = 10;
 const SYNC_SIZES: [usize; 3] = [1, 8, 32];
+const LIMITED: &str = "re-register, rate limiter on";
 
 struct Options {
     rounds: usize,
@@ -50,6 +55,19 @@ struct Options {
     large: usize,
     sqlite: bool,
     perf_map: bool,
+    /// Runs only the routes whose name contains one of these comma-separated parts, for
+    /// profiling (register with delete keeps the records' size steady).
+    only: Option<String>,
+    /// A prebuilt push-devices component to measure instead of building one, for A/B runs.
+    component: Option<PathBuf>,
+}
+
+impl Options {
+    fn wants(&self, case: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|part| case.contains(part)))
+    }
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -59,6 +77,8 @@ fn options() -> Result<Options, BoxError> {
         large: 100_000,
         sqlite: true,
         perf_map: false,
+        only: None,
+        component: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -74,6 +94,10 @@ fn options() -> Result<Options, BoxError> {
             "--users" => o.large = num("--users")?,
             "--skip-sqlite" => o.sqlite = false,
             "--perf-map" => o.perf_map = true,
+            "--only" => o.only = Some(args.next().ok_or("--only needs a route name")?),
+            "--component" => {
+                o.component = Some(args.next().ok_or("--component needs a .wasm path")?.into())
+            }
             _ => return Err(format!("unknown argument {a}; see the file's doc comment").into()),
         }
     }
@@ -679,7 +703,7 @@ async fn run_store(scales: &mut [Scale], hello: &Host, o: &Options) -> Result<Re
     let _ = hello.take_peak_memory();
     for round in 0..o.rounds {
         for sc in scales.iter_mut() {
-            for route in Route::ALL {
+            for route in Route::ALL.into_iter().filter(|r| o.wants(&r.name())) {
                 floor_batch(hello, o.batch, &mut res.floor).await?;
                 let _ = sc.host.take_peak_memory();
                 let s = res
@@ -719,6 +743,9 @@ async fn run_store(scales: &mut [Scale], hello: &Host, o: &Options) -> Result<Re
                 }
             }
             // The rate limiter's cost, on re-registration.
+            if !o.wants(LIMITED) {
+                continue;
+            }
             let s = res
                 .cases
                 .entry((sc.name, Kind::WasmLimited, Route::Reregister.name()))
@@ -896,7 +923,7 @@ fn report(store: &str, res: &Results, scales: &[Scale], checks: &mut Vec<Check>)
             get(sc.name, Kind::Wasm, &Route::Reregister.name()),
             get(sc.name, Kind::Native, &Route::Reregister.name()),
         ) {
-            out.push_str(&row("re-register, rate limiter on", sc.name, w, n, floor));
+            out.push_str(&row(LIMITED, sc.name, w, n, floor));
             checks.push(Check {
                 what: format!(
                     "{store}, {} users: rate limiter's cost on re-register",
@@ -1025,9 +1052,14 @@ fn main() -> Result<(), BoxError> {
         }
     }
     eprintln!("building the component and the hello fixture…");
-    build(&root, &target, o.perf_map)?;
+    if o.component.is_none() {
+        build(&root, &target, o.perf_map)?;
+    }
     build(&root.join("host/bench-fixtures/hello"), &target, o.perf_map)?;
-    let component = target.join("wasm32-wasip2/release/push_devices.wasm");
+    let component = o
+        .component
+        .clone()
+        .unwrap_or_else(|| target.join("wasm32-wasip2/release/push_devices.wasm"));
     let hello_wasm = target.join("wasm32-wasip2/release/bench_hello.wasm");
 
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
