@@ -109,7 +109,7 @@ impl KvStore for SpinStore {
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let found = batch::get_many(&self.0, keys).map_err(unavailable)?;
-        Ok(crate::store::match_by_name(keys, found))
+        Ok(crate::store::match_by_name(keys, &found))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {

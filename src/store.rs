@@ -63,18 +63,16 @@ pub trait KvStore {
 /// the last match is tried first, and a search over all is the fallback. Matching every key
 /// against every entry was 2 % of a 32-token sync. No `HashMap`: in the component its hasher
 /// seed costs a host call.
-pub fn match_by_name(keys: &[String], found: Vec<(String, Option<Vec<u8>>)>) -> Vec<Option<Vec<u8>>> {
+pub fn match_by_name(keys: &[String], found: &[(String, Option<Vec<u8>>)]) -> Vec<Option<Vec<u8>>> {
     let mut next = 0;
     keys.iter()
         .map(|key| {
-            let at = match found.get(next) {
-                Some((name, _)) if name == key => Some(next),
-                _ => found.iter().position(|(name, _)| name == key),
+            let i = match found.get(next) {
+                Some((name, _)) if name == key => next,
+                _ => found.iter().position(|(name, _)| name == key)?,
             };
-            at.and_then(|i| {
-                next = i + 1;
-                found[i].1.clone()
-            })
+            next = i + 1;
+            found.get(i).and_then(|(_, value)| value.clone())
         })
         .collect()
 }
@@ -128,16 +126,16 @@ mod tests {
         // SQLite: only the present keys, in the table's order.
         let sqlite = vec![entry("c", Some("3")), entry("a", Some("1"))];
         let want = vec![Some("1".to_owned()), None, Some("3".to_owned()), None];
-        assert_eq!(text(match_by_name(&asked, redis)), want);
-        assert_eq!(text(match_by_name(&asked, sqlite)), want);
-        assert_eq!(text(match_by_name(&asked, Vec::new())), vec![None; 4]);
+        assert_eq!(text(match_by_name(&asked, &redis)), want);
+        assert_eq!(text(match_by_name(&asked, &sqlite)), want);
+        assert_eq!(text(match_by_name(&asked, &[])), vec![None; 4]);
     }
 
     #[test]
     fn a_key_asked_twice_gets_its_value_twice() {
         let asked = keys(&["a", "b", "a"]);
         let found = vec![entry("a", Some("1")), entry("b", Some("2"))];
-        assert_eq!(text(match_by_name(&asked, found)), vec![Some("1".into()), Some("2".into()), Some("1".into())]);
+        assert_eq!(text(match_by_name(&asked, &found)), vec![Some("1".into()), Some("2".into()), Some("1".into())]);
     }
 
     proptest! {
@@ -163,7 +161,7 @@ mod tests {
                 found.swap(i, (seed >> 33) as usize % (i + 1));
             }
             let want: Vec<Option<Vec<u8>>> = asked.iter().map(|k| stored.get(k).map(|v| v.as_bytes().to_vec())).collect();
-            prop_assert_eq!(match_by_name(&asked, found), want);
+            prop_assert_eq!(match_by_name(&asked, &found), want);
         }
     }
 }
