@@ -61,8 +61,8 @@ pub trait KvStore {
 /// Redis answers in the keys' order and SQLite in key order, which is the order of the sorted
 /// ids the registry asks for when they have as many digits (snowflakes do): the entry after
 /// the last match is tried first, and a search over all is the fallback. Matching every key
-/// against every entry was 2 % of a 32-token sync. No `HashMap`: in the component its hasher
-/// seed costs a host call.
+/// against every entry was about 2 % of a 32-token sync. No `HashMap`: in the component its
+/// hasher seed costs a host call.
 pub fn match_by_name(keys: &[String], found: &[(String, Option<Vec<u8>>)]) -> Vec<Option<Vec<u8>>> {
     let mut next = 0;
     keys.iter()
@@ -105,6 +105,7 @@ impl<S: KvStore> KvStore for std::sync::Arc<S> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn keys(names: &[&str]) -> Vec<String> {
         names.iter().map(|k| (*k).to_owned()).collect()
@@ -122,9 +123,9 @@ mod tests {
     fn answers_in_any_order_and_with_missing_keys_left_out() {
         let asked = keys(&["a", "b", "c", "d"]);
         // Redis: every key, in order, `none` for the missing.
-        let redis = vec![entry("a", Some("1")), entry("b", None), entry("c", Some("3")), entry("d", None)];
+        let redis = [("a", Some("1")), ("b", None), ("c", Some("3")), ("d", None)].map(|(k, v)| entry(k, v));
         // SQLite: only the present keys, in the table's order.
-        let sqlite = vec![entry("c", Some("3")), entry("a", Some("1"))];
+        let sqlite = [entry("c", Some("3")), entry("a", Some("1"))];
         let want = vec![Some("1".to_owned()), None, Some("3".to_owned()), None];
         assert_eq!(text(match_by_name(&asked, &redis)), want);
         assert_eq!(text(match_by_name(&asked, &sqlite)), want);
@@ -134,33 +135,35 @@ mod tests {
     #[test]
     fn a_key_asked_twice_gets_its_value_twice() {
         let asked = keys(&["a", "b", "a"]);
-        let found = vec![entry("a", Some("1")), entry("b", Some("2"))];
-        assert_eq!(text(match_by_name(&asked, &found)), vec![Some("1".into()), Some("2".into()), Some("1".into())]);
+        let found = [entry("a", Some("1")), entry("b", Some("2"))];
+        let want = vec![Some("1".to_owned()), Some("2".to_owned()), Some("1".to_owned())];
+        assert_eq!(text(match_by_name(&asked, &found)), want);
+    }
+
+    type Answer = Vec<(String, Option<Vec<u8>>)>;
+
+    /// A store's contents, the keys asked, and an answer in any order: Redis-like (every key
+    /// asked, `none` for the missing) or SQLite-like (only the stored keys).
+    fn batches() -> impl Strategy<Value = (BTreeMap<String, String>, Vec<String>, Answer)> {
+        let stored = proptest::collection::btree_map("[a-d]{1,2}", "[0-9]{1,3}", 0..12);
+        let asked = proptest::collection::vec("[a-d]{1,2}", 0..12);
+        (stored, asked, any::<bool>()).prop_flat_map(|(stored, asked, redis)| {
+            let value = |k: &String| stored.get(k).map(|v| v.as_bytes().to_vec());
+            let found: Answer = match redis {
+                true => asked.iter().map(|k| (k.clone(), value(k))).collect(),
+                false => stored.keys().map(|k| (k.clone(), value(k))).collect(),
+            };
+            (Just(stored), Just(asked), Just(found).prop_shuffle())
+        })
     }
 
     proptest! {
         /// Whatever the answer's order and whichever keys it leaves out, each key gets exactly
         /// the value stored under its name.
         #[test]
-        fn matches_a_lookup_by_name(
-            stored in proptest::collection::btree_map("[a-d]{1,2}", "[0-9]{1,3}", 0..12),
-            asked in proptest::collection::vec("[a-d]{1,2}", 0..12),
-            order in any::<u64>(),
-            with_none in any::<bool>(),
-        ) {
-            let asked: Vec<String> = asked;
-            let mut found: Vec<(String, Option<Vec<u8>>)> = if with_none {
-                asked.iter().map(|k| (k.clone(), stored.get(k).map(|v| v.as_bytes().to_vec()))).collect()
-            } else {
-                stored.iter().map(|(k, v)| (k.clone(), Some(v.as_bytes().to_vec()))).collect()
-            };
-            // A deterministic shuffle driven by `order`.
-            let mut seed = order;
-            for i in (1..found.len()).rev() {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                found.swap(i, (seed >> 33) as usize % (i + 1));
-            }
-            let want: Vec<Option<Vec<u8>>> = asked.iter().map(|k| stored.get(k).map(|v| v.as_bytes().to_vec())).collect();
+        fn matches_a_lookup_by_name((stored, asked, found) in batches()) {
+            let want: Vec<Option<Vec<u8>>> =
+                asked.iter().map(|k| stored.get(k).map(|v| v.as_bytes().to_vec())).collect();
             prop_assert_eq!(match_by_name(&asked, &found), want);
         }
     }
