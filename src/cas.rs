@@ -2,7 +2,7 @@
 //! Spin's real stores bend compare-and-swap (Spin 4.0.2, checked by running it):
 //!
 //! 1. SQLite store: when `current()` saw the key absent, `swap` is a blind upsert, so two first
-//!    writes both "succeed" and one is lost. We never create a key by swapping; see [`create`].
+//!    writes both "succeed" and one is lost. We never create a key by swapping; see `create`.
 //! 2. Redis store: `swap` can report `cas-failed` although it wrote. After a failed swap we read
 //!    the key again, and if it holds exactly the bytes we wrote, our write won.
 //! 3. SQLite store: `increment` on a key that holds anything but an 8-byte counter panics and
@@ -62,7 +62,7 @@ pub enum Step<T, R> {
 /// Returns the edit's result and, when it wrote, the exact bytes stored.
 ///
 /// Only decoding, the edit and encoding are generic over the record; the store loop is
-/// [`update_bytes`], compiled once per store type rather than once per call site.
+/// `update_bytes`, compiled once per store type rather than once per call site.
 pub fn update<S, T, R>(
     store: &S,
     key: &str,
