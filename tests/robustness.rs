@@ -143,8 +143,8 @@ fn hostile_bodies_get_4xx_never_5xx() {
     // The deepest bodies the parser accepts (127 levels), through the real component: they
     // must fit its stack (`.cargo/config.toml`) while parsed, read and dropped.
     let deep = |open: &str, close: &str| format!("{}1{}", open.repeat(126), close.repeat(126));
-    let ignored = [deep("[", "]"), deep(r#"{"x": "#, "}")];
-    for extra in &ignored {
+    let deepest = [deep("[", "]"), deep(r#"{"x": "#, "}")];
+    for extra in &deepest {
         let body = format!(r#"{{"provider": "gcm", "token": "fcm:deep", "x": {extra}}}"#);
         assert_eq!(post(&s, "/users/@me/devices", body.as_bytes()).status, 204, "{}", &body[..60]);
         let body = format!(r#"{{"provider": "gcm", "token": "fcm:deep", "push_sync_tokens": {extra}}}"#);

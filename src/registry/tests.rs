@@ -352,6 +352,22 @@ fn concurrent_add_and_remove_keep_the_index_complete() {
     assert_invariants(&store, 20);
 }
 
+/// The `KvStore` methods a staging fake passes through untouched (each fake stages swaps,
+/// watches or claims), so each impl shows only what it changes.
+macro_rules! plain_reads_and_sets {
+    () => {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.inner.get_many(keys)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.set(key, value)
+        }
+    };
+}
+
 /// A store that runs a hook around the first swap of one key, to stage an exact interleaving.
 struct Staged<'a> {
     inner: &'a MemStore,
@@ -366,15 +382,7 @@ struct Staged<'a> {
 
 impl KvStore for Staged<'_> {
     type Cas = crate::memory::MemCas;
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
+    plain_reads_and_sets!();
     fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
         self.inner.watch(key)
     }
@@ -486,15 +494,7 @@ struct FailingSwaps<'a> {
 
 impl KvStore for FailingSwaps<'_> {
     type Cas = crate::memory::MemCas;
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
+    plain_reads_and_sets!();
     fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
         if self.land_first && key == self.key && self.swaps.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             return Err(StoreError::Unavailable("connection reset".into()));
@@ -558,15 +558,7 @@ struct LandedButConflicted<'a, S> {
 
 impl<S: KvStore<Cas = crate::memory::MemCas>> KvStore for LandedButConflicted<'_, S> {
     type Cas = crate::memory::MemCas;
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
+    plain_reads_and_sets!();
     fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
         self.inner.watch(key)
     }
